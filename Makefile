@@ -1,0 +1,39 @@
+# Two commands for a fresh machine:  make demo   and   make test
+# TORCH_SPEC picks the torch build installed first (default: the CPU wheel this machine has on disk).
+# A GPU user sets, for example:  make demo TORCH_SPEC="torch==2.13.0" TORCH_PIP_ARGS="--index-url <your CUDA wheel index>"
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PIP := $(VENV)/bin/python -m pip
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.recsysllm-installed
+
+.PHONY: setup demo test export clean-nbs readme bench
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt settings.ini setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PIP) install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS) 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
+	$(PIP) install -q -c $(VENV)/torch-constraint.txt -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PIP) install -q --no-deps recbole==1.2.1 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PIP) install -q --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PY) -c "import torch, transformers, nbdev, recsysllm_nb; print('environment ready: torch', torch.__version__, 'transformers', transformers.__version__)"
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/recsysllm_demo
+
+test: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+export: setup
+	$(VENV)/bin/nbdev_clean && $(VENV)/bin/nbdev_export && $(PY) tools/render_readme.py
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
