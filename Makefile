@@ -30,6 +30,7 @@ demo: setup
 	$(VENV)/bin/recsysllm_demo
 
 test: setup
+	bash tools/install_browser.sh $(VENV)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 export: setup
