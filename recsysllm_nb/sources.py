@@ -250,13 +250,16 @@ def load_p5_negatives(folder) -> pd.DataFrame:
     return pd.DataFrame({'user_id': pd.Series([r[0] for r in rows], dtype=str), 'items': [r[1] for r in rows]})
 
 # %% ../nbs/00a_sources.ipynb #76e0843c
-def load_dataset(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazon files) or 'tables:<folder>' (users/items/interactions .csv/.tsv/.parquet)
+def load_dataset(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazon files), 'tables:<folder>' (users/items/interactions .csv/.tsv/.parquet) or 'seq:<folder>' (sequences.jsonl + items.json)
                  path: str | None = None,   # folder of the ml-100k atomic files (default: inside the recbole package)
                 ) -> Tables:
     "Load a dataset by name, as the command line names it."
     kind, _, where = dataset.partition(':')
     if kind == 'ml-100k': return load_ml100k(path or where or None)
     if kind == 'p5': return load_p5(where or path)
+    if kind == 'seq':   # user sequences + item map (recsysllm_nb.sequences); imported here, as sequences sits above this module
+        from recsysllm_nb.sequences import load_sequences
+        return load_sequences(where or path)
     if kind == 'tables':
         d = Path(where or path)
         def find(stem, required=True):
@@ -264,10 +267,10 @@ def load_dataset(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazo
                 if (d / f'{stem}{ext}').exists(): return d / f'{stem}{ext}'
             if required: raise DataError(d / f'{stem}.csv', None, None, f'a {stem} table (.csv, .tsv or .parquet) in {d}')
         return load_tables(find('items'), find('interactions'), find('users', False), name=d.name)
-    raise ValueError(f"unknown dataset {dataset!r}: expected 'ml-100k', 'p5:<folder>' or 'tables:<folder>'")
+    raise ValueError(f"unknown dataset {dataset!r}: expected 'ml-100k', 'p5:<folder>', 'tables:<folder>' or 'seq:<folder>'")
 
 @call_parse
-def recsysllm_data(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazon files) or 'tables:<folder>' (users/items/interactions .csv/.tsv/.parquet)
+def recsysllm_data(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazon files), 'tables:<folder>' (users/items/interactions .csv/.tsv/.parquet) or 'seq:<folder>' (sequences.jsonl + items.json)
                    path: str = None,          # folder of the ml-100k atomic files (default: inside the installed recbole package)
                    seed: int = 0,             # seed of the 99 negative candidates per user
                    n_neg: int = 99,           # negative candidates per test user

@@ -1,0 +1,84 @@
+"""Benchmark on the paper's own data, Amazon Beauty (22,363 users, 12,101 items, 198,502 interactions).
+
+The data is not in the repository (research-use terms): pass its folder as the first argument, or set RECSYSLLM_BEAUTY,
+or keep it at ../shared/data/amazon-beauty beside the repository. Without it the script says so, prints nulls, exits 0.
+
+Measured (median of REPEATS runs after one warm-up, wall time, this process):
+- load_textualize_s: `load_sequences` (both files, validated, titles decoded and capped) + `leave_one_out` (99 negatives)
+  + `item_names` + `textualize_corpus` of all 22,363 users (default TextConfig: 20 items, 10/30/60% periods).
+- trie_build_s: `EntityTrie.from_names` over the 12,101 item names: each name tokenized in its training context by the
+  offline demo-style tokenizer (byte-level BPE, 6,000 tokens) trained on the textualized Beauty training split
+  (training it is not timed), then the pygtrie built. The split between tokenizing and building is printed too.
+- eval_users_per_s: null until an evaluation module exists (the lead fills it in).
+The last line is one JSON object with these three keys.
+"""
+import json, os, statistics, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+REPEATS = 5
+
+
+def data_folder() -> Path:
+    if len(sys.argv) > 1: return Path(sys.argv[1])
+    return Path(os.environ.get('RECSYSLLM_BEAUTY', ROOT.parent / 'shared' / 'data' / 'amazon-beauty'))
+
+
+def main():
+    d = data_folder()
+    out = dict(load_textualize_s=None, trie_build_s=None, eval_users_per_s=None)
+    if not ((d / 'sequences.jsonl').exists() and (d / 'items.json').exists()):
+        print(f'Amazon Beauty not found at {d} (sequences.jsonl + items.json): nothing measured. '
+              'Pass the folder as the first argument or set RECSYSLLM_BEAUTY.')
+        print(json.dumps(out)); return
+    from recsysllm_nb.sequences import load_sequences
+    from recsysllm_nb.data import leave_one_out
+    from recsysllm_nb.textualize import item_names, textualize_corpus, check_sample
+
+    def once():
+        t0 = time.perf_counter(); t = load_sequences(d)
+        t1 = time.perf_counter(); sp = leave_one_out(t, n_neg=99, seed=0)
+        t2 = time.perf_counter(); names = item_names(t.items); corpus = textualize_corpus(t, sp, names=names)
+        t3 = time.perf_counter()
+        assert (len(t.users), len(t.items), len(t.interactions)) == (22363, 12101, 198502) and len(corpus) == 22363
+        return dict(load=t1 - t0, split=t2 - t1, textualize=t3 - t2, total=t3 - t0), t, sp, names, corpus
+
+    _, tables, split, names, corpus = once()          # warm-up (imports, file cache)
+    for s in corpus[:2000]: check_sample(s)
+    runs = [once()[0] for _ in range(REPEATS)]
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out['load_textualize_s'] = round(med['total'], 4)
+    print(f'Amazon Beauty ({d}), {len(tables.users):,} users, {len(tables.items):,} items, '
+          f'{len(tables.interactions):,} interactions; {REPEATS} runs, median seconds:')
+    for k in ('load', 'split', 'textualize', 'total'):
+        print(f'  {k:11} {med[k]:.3f}  (min {min(r[k] for r in runs):.3f}, max {max(r[k] for r in runs):.3f})')
+
+    try:
+        from recsysllm_nb.trie import EntityTrie, entity_token_ids
+        from recsysllm_nb.entities import train_tokenizer, special_ids
+    except ImportError as e:
+        print(f'  trie: recsysllm_nb.trie not importable ({e}); trie_build_s left null')
+    else:
+        t0 = time.perf_counter()
+        tok = train_tokenizer([s.text for s in textualize_corpus(tables, split, names=names, n_items=None)], vocab_size=6000)
+        print(f'  tokenizer: byte-level BPE, {len(tok):,} tokens, trained on the Beauty training split in {time.perf_counter() - t0:.1f} s (not timed below)')
+        eop = special_ids(tok).eop
+        EntityTrie.from_names(names, tok, eop)        # warm-up
+        build, tokn, pure = [], [], []
+        for _ in range(REPEATS):
+            t0 = time.perf_counter(); trie = EntityTrie.from_names(names, tok, eop); build.append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); ids = entity_token_ids(list(names.values()), tok); tokn.append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); EntityTrie(ids, list(names), list(names.values()), eop); pure.append(time.perf_counter() - t0)
+        assert len(trie) == 12101
+        lens = sorted(len(trie.tokens_of[k]) for k in names)
+        out['trie_build_s'] = round(statistics.median(build), 4)
+        print(f'  trie: {trie}; tokens per name median {lens[len(lens) // 2]}, max {lens[-1]}')
+        print(f'  trie_build (EntityTrie.from_names: tokenize in context + build) {statistics.median(build):.3f} s '
+              f'= tokenize {statistics.median(tokn):.3f} s + pygtrie build {statistics.median(pure):.3f} s')
+    print('  eval_users_per_s: null (no evaluation module yet; filled in by the lead)')
+    print(json.dumps(out))
+
+
+if __name__ == '__main__':
+    main()
