@@ -1,0 +1,130 @@
+"""Baselines on real ML-100K: each beats random (sequential full ranking and 1 + 99 candidates), MF beats the global mean,
+fits are deterministic under a seed, and fitting never touches the test rows or the saved negatives."""
+import dataclasses
+import numpy as np
+import pandas as pd
+import pytest
+from recsysllm_nb.data import load_ml100k, leave_one_out
+from recsysllm_nb.baselines import (RandomScorer, Popularity, MF, BPRMF, SASRec, eval_sequential, eval_direct, eval_rating,
+                                    user_histories, direct_candidates, run_baselines, results_table)
+
+
+@pytest.fixture(scope='module')
+def data():
+    t = load_ml100k()
+    return t, leave_one_out(t)
+
+@pytest.fixture(scope='module')
+def random_scores(data):
+    t, s = data
+    r = RandomScorer().fit(t, s)
+    return eval_sequential(r, t, s), eval_direct(r, t, s)
+
+
+class Forbidden:
+    "Stands in for split.test / split.negatives: any use during fit fails the test."
+    def __getattr__(self, k): raise AssertionError(f'fit touched forbidden data (.{k})')
+    def __getitem__(self, k): raise AssertionError(f'fit touched forbidden data ([{k!r}])')
+    def __len__(self): raise AssertionError('fit touched forbidden data (len)')
+
+
+def test_random_floor(random_scores):
+    seq, dire = random_scores
+    assert seq['HR@10'] < 0.03 and 0.05 < dire['HR@10'] < 0.15 and seq['n'] == dire['n'] == 943
+
+
+@pytest.mark.parametrize('make', [Popularity, lambda: BPRMF(epochs=6, progress=False), lambda: SASRec(epochs=3, progress=False)],
+                         ids=['popularity', 'bprmf', 'sasrec'])
+def test_beats_random(data, random_scores, make):
+    t, s = data
+    m = make().fit(t, s, seed=0)
+    seq, dire = eval_sequential(m, t, s), eval_direct(m, t, s)
+    assert seq['HR@10'] > 3 * max(random_scores[0]['HR@10'], 10 / 1682), seq
+    assert dire['HR@10'] > 2 * random_scores[1]['HR@10'] and dire['NDCG@10'] > 2 * random_scores[1]['NDCG@10'], dire
+
+
+def test_mf_beats_global_mean(data):
+    t, s = data
+    gm, mf = eval_rating(Popularity().fit(t, s), t, s), eval_rating(MF(progress=False).fit(t, s), t, s)
+    assert mf['RMSE'] < gm['RMSE'] - 0.05 and mf['MAE'] < gm['MAE'] and mf['n'] == 943 and mf['n_unparsed'] == 0
+    assert gm['fallback'] == pytest.approx(s.train['rating'].mean())
+
+
+@pytest.mark.parametrize('make', [lambda: MF(epochs=2, progress=False), lambda: BPRMF(epochs=2, progress=False),
+                                  lambda: SASRec(epochs=1, progress=False)], ids=['mf', 'bprmf', 'sasrec'])
+def test_deterministic_under_seed(data, make):
+    t, s = data
+    users, hist = s.test['user_id'][:20].tolist(), user_histories(s, s.test['user_id'][:20], 'test')
+    def out(seed):
+        m = make().fit(t, s, seed=seed)
+        return m.predict_rating(users, s.test['item_id'][:20].tolist()) if m.name == 'MF' else m.score_all(users, hist)
+    a, b, c = out(0), out(0), out(1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    r = RandomScorer().fit(t, s, seed=0)
+    assert np.array_equal(r.score_all(users[:3]), r.score_all(users)[:3])   # random scores do not depend on the batch
+
+
+@pytest.mark.parametrize('make', [RandomScorer, Popularity, lambda: MF(epochs=2, progress=False),
+                                  lambda: BPRMF(epochs=2, progress=False), lambda: SASRec(epochs=1, progress=False)],
+                         ids=['random', 'popularity', 'mf', 'bprmf', 'sasrec'])
+def test_fit_never_sees_test(data, make):
+    t, s = data
+    blind = dataclasses.replace(s, test=Forbidden(), negatives=Forbidden())
+    m = make().fit(t, blind, seed=0)          # fit reads split.train (and split.valid for early stopping) only
+    ref = make().fit(t, s, seed=0)            # ... so the fitted model is the same as with the real test rows
+    users = s.test['user_id'][:30].tolist(); hist = user_histories(s, users, 'test')
+    if 'rating' in m.tasks:
+        its = s.test['item_id'][:30].tolist()
+        assert np.array_equal(m.predict_rating(users, its), ref.predict_rating(users, its))
+    if 'sequential' in m.tasks: assert np.array_equal(m.score_all(users, hist), ref.score_all(users, hist))
+    # and the training pairs it holds are exactly split.train's: no test (or valid) pair among them
+    test_keys = m.uix(s.test['user_id']) * m.n_items + m.iix(s.test['item_id'])
+    valid_keys = m.uix(s.valid['user_id']) * m.n_items + m.iix(s.valid['item_id'])
+    assert not np.isin(test_keys, m.seen_pairs).any() and not np.isin(valid_keys, m.seen_pairs).any()
+    assert len(m.tu) == len(s.train)
+
+
+def test_popularity_counts_train_only(data):
+    t, s = data
+    p = Popularity().fit(t, s)
+    assert p.counts.sum() == len(s.train)
+    assert np.array_equal(p.counts, s.train['item_id'].value_counts().reindex(t.items['item_id'], fill_value=0).to_numpy())
+
+
+def test_histories_and_candidates(data):
+    t, s = data
+    users = s.test['user_id'].tolist()
+    hv, ht = user_histories(s, users, 'valid'), user_histories(s, users, 'test')
+    assert all(b == a + [v] for a, b, v in zip(hv, ht, s.valid['item_id']))
+    assert sum(map(len, hv)) == len(s.train)
+    with pytest.raises(ValueError, match="'valid' or 'test'"): user_histories(s, users, 'train')
+    us, cands = direct_candidates(s, 'test')
+    neg = s.negatives.set_index('user_id')['items']
+    assert all(c[0] == p and c[1:] == list(neg[u]) and len(c) == 100 for u, p, c in zip(us, s.test['item_id'], cands))
+    _, cv = direct_candidates(s, 'valid')
+    assert [c[1:] for c in cv] == [c[1:] for c in cands]     # the same saved negatives for valid and test
+
+
+def test_exclude_history_flag(data):
+    t, s = data
+    p = Popularity().fit(t, s)
+    a, b = eval_sequential(p, t, s, exclude_history=True), eval_sequential(p, t, s, exclude_history=False)
+    assert a['mean_rank'] < b['mean_rank'] and a['HR@10'] >= b['HR@10']
+    assert eval_sequential(p, t, s, batch_size=100)['HR@10'] == a['HR@10']   # batch size does not move ties
+
+
+def test_unknown_ids_are_named(data):
+    t, s = data
+    p = Popularity().fit(t, s)
+    with pytest.raises(KeyError, match="unknown user id 'nobody'"): p.score_all(['nobody'])
+    with pytest.raises(KeyError, match="unknown item id 'x'"): p.score_candidates(['1'], [['x']])
+    with pytest.raises(NotImplementedError, match='does not predict ratings'): BPRMF().predict_rating(['1'], ['1'])
+
+
+def test_run_baselines_table(data):
+    t, s = data
+    res, fitted = run_baselines(t, s, [RandomScorer(), Popularity()], progress=False)
+    assert set(fitted) == {'Random', 'Popularity'}
+    assert set(res.columns) == {'model', 'task', 'part', 'metric', 'value'}
+    tab = results_table(res, 'test')
+    assert ('direct', 'HR@1') in tab.columns and ('rating', 'RMSE') in tab.columns and list(tab.index) == ['Random', 'Popularity']
