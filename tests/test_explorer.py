@@ -162,8 +162,15 @@ def test_nbclient_widget_state(tmp_path):
     assert any('user 5 | tokenizer bpe | mode recsysllm | level sentence | seed 3' in h and '[sM]' in h for h in html)
     assert any(s['model_name'] == 'ImageModel' for s in state.values())
 
-def test_trie_hook_says_what_is_missing(ex):
-    import importlib, importlib.util
-    if importlib.util.find_spec('recsysllm_nb.trie') and hasattr(importlib.import_module('recsysllm_nb.trie'), 'step_table'):
-        pytest.skip('recsysllm_nb.trie.step_table exists: Explorer.trie_steps forwards to it')
-    with pytest.raises(NotImplementedError, match='recsysllm_nb.trie'): ex.trie_steps(model=None)
+def test_trie_steps_decode_a_real_item(ex):
+    import torch
+    from recsysllm_nb.glm import GLMForCausalLM, tiny_glm_config
+    torch.manual_seed(0)
+    model = GLMForCausalLM(tiny_glm_config(vocab_size=len(ex.tokenizer), max_sequence_length=512)).eval()
+    ex.set(user='7', text='')
+    steps = ex.trie_steps(model)
+    assert steps['intra'].tolist()[:2] == [1, 2]
+    assert steps['entities_below'].iloc[-1] >= 1 and steps['allowed_next'].iloc[0] > 1
+    ex.set(text='The user rated ⟦Heat⟧.')
+    with pytest.raises(ValueError, match='pasted text'): ex.trie_steps(model)
+    ex.set(text='')
