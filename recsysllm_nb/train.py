@@ -437,4 +437,4 @@ def recsysllm_train(
     if res.trainer.is_world_process_zero():
         print(json.dumps(dict(output_dir=str(res.output_dir), steps=len(res.history), last_loss=res.losses[-1] if res.losses else None,
                               seconds=round(res.seconds, 1))))
-    return res
+    # returns None: a console script's return value becomes its exit status
