@@ -1,0 +1,95 @@
+"""End-to-end experiment: a tiny model trained on text + seen-template prompts, evaluated beside baselines on ~20 test users."""
+import json, warnings
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+from recsysllm_nb.data import load_ml100k, leave_one_out
+from recsysllm_nb.textualize import item_names
+from recsysllm_nb.entities import demo_tokenizer
+from recsysllm_nb.tasks import TEMPLATES, build_tasks
+from recsysllm_nb.baselines import RandomScorer, Popularity, BPRMF
+from recsysllm_nb.experiments import (ExperimentConfig, eval_prompts, paper_tables, pretrain_with_tasks, run_experiments,
+                                      eval_users, training_data, training_leaks, METRICS)
+
+warnings.filterwarnings('ignore', message='.*tasks skipped.*')
+
+
+@pytest.fixture(scope='module')
+def ml():
+    tables = load_ml100k(); split = leave_one_out(tables, seed=0)
+    return tables, split, demo_tokenizer(), item_names(tables.items)
+
+
+@pytest.fixture(scope='module')
+def e2e(ml, tmp_path_factory):
+    "A tiny GLM, 6 steps on 60 users' training text and prompts; evaluated on 20 test users with 3 baselines."
+    tables, split, tok, _ = ml
+    d = tmp_path_factory.mktemp('exp')
+    users = eval_users(split, 20, seed=0)
+    run = pretrain_with_tasks(tables, split, d / 'model', tok, steps=6, size='tiny', batch_size=8, progress=False,
+                              users=users + tables.users['user_id'][:40].tolist())
+    exp = run_experiments(tables, split, run['model'], tok, d / 'report', ExperimentConfig(n_users=20, beams=5, progress=False),
+                          direct_modes=('candidates',),
+                          baseline_models=[RandomScorer(), Popularity(), BPRMF(epochs=3, progress=False)])
+    return exp, d / 'report'
+
+
+def test_report_files_and_keys(e2e):
+    exp, d = e2e
+    for f in ('report.md', 'results.json', 'results.csv', 'config.json', 'predictions.json', 'rating.png', 'sequential.png', 'direct.png'):
+        assert (d / f).exists() and (d / f).stat().st_size > 0, f
+    rep = json.loads((d / 'results.json').read_text())
+    assert {'config', 'seed', 'users', 'protocol', 'tables', 'tables_all_users', 'rows', 'run'} <= set(rep)
+    assert rep['seed'] == 0 and len(rep['users']) == 20 and rep['config']['beams'] == 5
+    assert sorted(rep['tables']) == ['direct', 'rating', 'sequential']      # ML-100K has no explanation / review text
+    for fam, rows in rep['tables'].items():
+        cols = set(rows[0])
+        assert set(METRICS[fam]) <= cols, (fam, cols)
+        llm = [r for r in rows if r['model'] == 'RecSysLLM']
+        assert sorted(r['prompts'] for r in llm) == ['seen', 'unseen']      # a row per prompt set
+        assert all(r['n'] == 20 for r in llm)
+    assert all(r['n_unparsed'] >= 0 for r in rep['tables']['rating'])
+    md = (d / 'report.md').read_text()
+    for fam in ('rating', 'sequential', 'direct'): assert f'## {fam} (test, 20 users)' in md
+    assert '20 beams' not in md and '5 beams' in md
+
+
+def test_seen_unseen_separation(e2e, ml):
+    exp, d = e2e
+    preds = json.loads((d / 'predictions.json').read_text())
+    for key, rows in preds.items():
+        fam, ps, mode = key.split('/')
+        assert rows and all(TEMPLATES[r['template']].seen == (ps == 'seen') for r in rows), key
+        assert all(TEMPLATES[r['template']].family == fam for r in rows)
+    tables, split, tok, names = ml
+    sets = eval_prompts(tables, split, eval_users(split, 30, 1), names=names)
+    for (fam, ps, mode), samples in sets.items():
+        assert all(s.seen == (ps == 'seen') and s.split == 'test' for s in samples)
+        assert len({s.user_id for s in samples}) == len(samples) == 30       # one prompt per user and prompt set
+
+
+def test_no_test_pair_in_training_data(ml):
+    tables, split, tok, names = ml
+    tasks = build_tasks(tables, split, ['rating', 'sequential', 'direct'], 'train', names=names)   # as `training_data` builds them
+    assert tasks and all(t.seen and t.split == 'train' for t in tasks)
+    from recsysllm_nb.textualize import textualize_corpus
+    corpus = textualize_corpus(tables, split, names=names) + textualize_corpus(tables, split, n_items=None, names=names)
+    assert training_leaks(tasks, corpus, split, names) == []
+    # the check is not vacuous: the test prompts of the same users show their test items
+    test_tasks = build_tasks(tables, split, ['sequential'], 'test', users=['1', '2'], names=names)
+    assert training_leaks(test_tasks, [], split, names)
+
+
+def test_baselines_beat_random(e2e):
+    exp, d = e2e
+    rep = json.loads((d / 'results.json').read_text())
+    for tabs in (rep['tables_all_users'], ):
+        seq = {r['model']: r for r in tabs['sequential']}
+        direct = {r['model']: r for r in tabs['direct']}
+        assert {'Random', 'Popularity', 'BPR-MF'} <= set(seq)
+        for m in ('Popularity', 'BPR-MF'):
+            assert seq[m]['HR@10'] > seq['Random']['HR@10'] and direct[m]['HR@10'] > direct['Random']['HR@10'], m
+    subset = paper_tables(exp['rows'])['direct'].set_index('model')
+    assert {'RecSysLLM', 'Random', 'Popularity', 'BPR-MF'} <= set(subset.index)   # side by side, same users
+    assert (subset['n'] == 20).all()
