@@ -11,7 +11,11 @@ PIP := $(VENV)/bin/python -m pip
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.recsysllm-installed
 
-.PHONY: setup demo test export clean-nbs readme bench
+.PHONY: setup demo test export clean-nbs readme bench beauty ablations
+
+# The paper's Amazon Beauty benchmark (data not in the repository): make beauty BEAUTY=<folder> BEAUTY_ARGS="--preset gpu --checkpoint <model folder>"
+BEAUTY ?= ../shared/data/amazon-beauty
+BEAUTY_ARGS ?=
 
 setup: $(STAMP)
 
@@ -35,6 +39,12 @@ test: setup
 
 export: setup
 	$(VENV)/bin/nbdev_clean && $(VENV)/bin/nbdev_export && $(PY) tools/render_readme.py
+
+beauty: setup
+	$(VENV)/bin/recsysllm_beauty $(BEAUTY) $(BEAUTY_ARGS)
+
+ablations: setup
+	$(VENV)/bin/recsysllm_ablations
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

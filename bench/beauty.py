@@ -9,8 +9,13 @@ Measured (median of REPEATS runs after one warm-up, wall time, this process):
 - trie_build_s: `EntityTrie.from_names` over the 12,101 item names: each name tokenized in its training context by the
   offline demo-style tokenizer (byte-level BPE, 6,000 tokens) trained on the textualized Beauty training split
   (training it is not timed), then the pygtrie built. The split between tokenizing and building is printed too.
-- eval_users_per_s: null until an evaluation module exists (the lead fills it in).
-The last line is one JSON object with these three keys.
+- eval_users_per_s: users per second of RecSysLLM's evaluation of one test user on both families, as
+  `recsysllm_beauty` runs it: `score_sequential` (constrained beam search over the trie of all 12,101 names, 20 beams,
+  top 10, the user's earlier items excluded) + `score_direct` (log-likelihood of the 1 + 99 candidate titles), seen
+  prompts of EVAL_USERS test users (seed 0), the CPU preset's model (`small` GLM, randomly initialised: throughput does
+  not depend on training, except that a trained model's beams may end sooner). Median of 3 after a warm-up. The same run
+  times SASRec full ranking + BPR-MF candidate ranking of the same users (fitted for 1 epoch) as the baseline ratio.
+The last line is one JSON object with these three keys (and the baseline's users per second).
 """
 import json, os, statistics, sys, time
 from pathlib import Path
@@ -18,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 REPEATS = 5
+EVAL_USERS = 32
 
 
 def data_folder() -> Path:
@@ -76,8 +82,40 @@ def main():
         print(f'  trie: {trie}; tokens per name median {lens[len(lens) // 2]}, max {lens[-1]}')
         print(f'  trie_build (EntityTrie.from_names: tokenize in context + build) {statistics.median(build):.3f} s '
               f'= tokenize {statistics.median(tokn):.3f} s + pygtrie build {statistics.median(pure):.3f} s')
-    print('  eval_users_per_s: null (no evaluation module yet; filled in by the lead)')
+        out.update(eval_throughput(tables, split, names, tok, trie))
     print(json.dumps(out))
+
+
+def eval_throughput(tables, split, names, tok, trie) -> dict:
+    "RecSysLLM users/s (sequential beam search + direct candidates) and the SASRec + BPR-MF users/s on the same users."
+    import torch
+    from recsysllm_nb.train import build_model
+    from recsysllm_nb.baselines import SASRec, BPRMF, user_histories, eval_sequential, eval_direct
+    from recsysllm_nb.experiments import eval_users, eval_prompts, score_sequential, score_direct, subset_split
+    users = eval_users(split, EVAL_USERS, seed=0)
+    sets = eval_prompts(tables, split, users, ('sequential', 'direct'), names=names)
+    seq, direct = sets[('sequential', 'seen', 'beam')], sets[('direct', 'seen', 'candidates')]
+    seen = dict(zip(users, map(tuple, user_histories(split, users, 'test'))))
+    glm = build_model('glm', 'small', len(tok), max_length=256, seed=0, pad_token_id=tok.pad_token_id).eval()
+    def llm():
+        t0 = time.perf_counter(); score_sequential(glm, tok, seq, trie, seen, beams=20)
+        t1 = time.perf_counter(); score_direct(glm, tok, direct, trie, names)
+        return t1 - t0, time.perf_counter() - t1
+    llm(); runs = [llm() for _ in range(3)]
+    ts, td = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    sas = SASRec(epochs=1, progress=False).fit(tables, split, seed=0)
+    bpr = BPRMF(epochs=1, progress=False).fit(tables, split, seed=0)
+    sub = subset_split(split, users)
+    def base():
+        t0 = time.perf_counter(); eval_sequential(sas, tables, sub, 'test'); eval_direct(bpr, tables, sub, 'test')
+        return time.perf_counter() - t0
+    base(); tb = statistics.median(base() for _ in range(3))
+    ups, bups = len(users) / (ts + td), len(users) / tb
+    print(f'  eval ({len(users)} users, seen prompts, {torch.get_num_threads()} threads, median of 3): sequential '
+          f'{len(users) / ts:.2f} users/s (20 beams over {len(trie):,} names), direct {len(users) / td:.2f} users/s '
+          f'(1 + 99 titles); both: {ups:.2f} users/s')
+    print(f'  baseline SASRec full ranking + BPR-MF 1 + 99 on the same users: {bups:.1f} users/s; RecSysLLM / baseline = {ups / bups:.4f}')
+    return dict(eval_users_per_s=round(ups, 3), baseline_eval_users_per_s=round(bups, 3))
 
 
 if __name__ == '__main__':

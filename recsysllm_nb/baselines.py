@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .data import Tables, Split
+from .tasks import family_support
 from .metrics import rank_from_scores, ranking_metrics, rating_metrics
 
 # %% auto #0
@@ -356,13 +357,16 @@ def run_baselines(tables: Tables, split: Split,
                  ) -> tuple[pd.DataFrame, dict]:
     "Fit every model and evaluate it on its tasks: a long table (model, task, part, metric, value) and the fitted models by name."
     models = default_baselines(progress) if models is None else models
+    sup = family_support(tables, split)   # a task the data cannot feed (no ratings, no negatives) is skipped
     rows, fitted = [], {}
     for m in models:
+        tasks = [t for t in m.tasks if not sup[t]]
+        if not tasks: continue   # e.g. MF on data without ratings: nothing to fit or evaluate
         if refit or not hasattr(m, 'items'):
             t0 = time.perf_counter(); m.fit(tables, split, seed=seed)
             rows.append(dict(model=m.name, task='fit', part='train', metric='seconds', value=time.perf_counter() - t0))
         fitted[m.name] = m
-        for task in m.tasks:
+        for task in tasks:
             for part in parts:
                 res = EVALS[task](m, tables, split, part)
                 rows += [dict(model=m.name, task=task, part=part, metric=k, value=float(v)) for k, v in res.items()

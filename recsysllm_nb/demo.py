@@ -10,7 +10,8 @@ from fastcore.script import call_parse, store_true
 from .data import load_ml100k, leave_one_out, stats, format_stats, Tables, Split
 from .textualize import textualize_corpus, mark_entities, TextSample
 from .entities import demo_tokenizer
-from .experiments import ExperimentConfig, pretrain_with_tasks, run_experiments, format_tables
+from .task_training import pretrain_with_tasks
+from .experiments import ExperimentConfig, run_experiments, format_tables
 
 # %% auto #0
 __all__ = ['step_data', 'step_text', 'step_tokenizer', 'step_pretrain', 'step_evaluate', 'recsysllm_demo']
