@@ -91,6 +91,9 @@ def beauty_config(preset: str = 'cpu', **overrides) -> BeautyConfig:
         raise ValueError(f"the {preset!r} preset trains LoRA on a pre-trained model: pass checkpoint='<folder of a local causal LM>'")
     if cfg.checkpoint is not None and not (Path(cfg.checkpoint) / 'config.json').exists():
         raise FileNotFoundError(f'checkpoint {cfg.checkpoint}: no config.json there (a folder written by save_pretrained is expected)')
+    if cfg.checkpoint is not None and not any((Path(cfg.checkpoint) / f).exists() for f in ('tokenizer.json', 'tokenizer_config.json')):
+        raise FileNotFoundError(f'checkpoint {cfg.checkpoint}: no tokenizer there (RecSysLLM keeps the model\'s own tokenizer: '
+                                'save it beside the weights)')
     return cfg
 
 # %% ../nbs/16_beauty.ipynb #2bbba56e

@@ -33,6 +33,8 @@ def test_inconsistent_flags_impossible_rankings():
 def test_gpu_preset_needs_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match='checkpoint='): beauty_config('gpu')
     (tmp_path / 'config.json').write_text('{}')
+    with pytest.raises(FileNotFoundError, match='no tokenizer there'): beauty_config('gpu', checkpoint=str(tmp_path))
+    (tmp_path / 'tokenizer.json').write_text('{}')
     cfg = beauty_config('gpu', checkpoint=str(tmp_path))
     assert (cfg.lora_rank, cfg.n_users, cfg.bf16) == (8, None, True)
 
