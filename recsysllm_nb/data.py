@@ -208,26 +208,65 @@ class Split:
                 f'negatives={len(self.negatives)}x{n}, seed={self.seed})')
 
 # %% ../nbs/00_data.ipynb #7a9543f0
+def _keyed_draw(rng, rows, pairs, bi, n_items, n_neg, block):
+    "For users `rows` who touched much of the catalogue: a random key per item, +inf where touched, the `n_neg` smallest win."
+    out = np.empty((len(rows), n_neg), np.int64)
+    step = max(1, block // max(n_items, 1))
+    for lo in range(0, len(rows), step):
+        r = rows[lo:lo + step]
+        keys = rng.random((len(r), n_items))
+        a, b = np.searchsorted(pairs, r << bi), np.searchsorted(pairs, (r + 1) << bi)    # each user's touched pairs
+        at = np.repeat(a - np.r_[0, np.cumsum(b - a)[:-1]], b - a) + np.arange((b - a).sum())
+        keys[np.repeat(np.arange(len(r)), b - a), pairs[at] & ((1 << bi) - 1)] = np.inf
+        top = (np.argpartition(keys, n_neg - 1, axis=1)[:, :n_neg] if n_neg < n_items
+               else np.tile(np.arange(n_items), (len(r), 1)))
+        order = np.argsort(np.take_along_axis(keys, top, 1), axis=1, kind='stable')
+        out[lo:lo + step] = np.take_along_axis(top, order, 1)
+    return out
+
+def _rejection_draw(rng, rows, pairs, bi, n_items, n_neg, m):
+    """`m` uniform draws for each user of `rows` (ascending); the first `n_neg` that the user never touched and that repeat
+    no earlier draw win, in draw order. Returns (picks of the rows that got `n_neg`, bool mask of those rows)."""
+    bm = int(m - 1).bit_length()
+    draws = rng.integers(0, n_items, (len(rows), m))
+    c = np.sort((rows[:, None] << (bi + bm)) | (draws << bm) | np.arange(m), axis=1)   # by (user, item, draw number)
+    key, pos = c >> bm, c & ((1 << bm) - 1)            # key = user << bi | item: ascending over the whole block
+    good = np.ones(c.shape, bool); good[:, 1:] = key[:, 1:] != key[:, :-1]     # not a repeat of an earlier draw
+    flat = key.ravel()
+    p = pairs[np.searchsorted(pairs, flat[0]):np.searchsorted(pairs, flat[-1], 'right')]   # these users' touched pairs
+    at = np.searchsorted(flat, p)
+    good.ravel()[at[flat[np.minimum(at, len(flat) - 1)] == p]] = False       # an item the user touched
+    ok = good.sum(1) >= n_neg
+    first = np.sort(np.where(good, (pos << bi) | (key & ((1 << bi) - 1)), m << bi)[ok], axis=1)[:, :n_neg]
+    return first & ((1 << bi) - 1), ok
+
+# %% ../nbs/00_data.ipynb #5b1c2d90
 def sample_negatives(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int, n_neg: int = 99,
                      seed: int = 0, block: int = 1 << 22) -> np.ndarray:
     "`n_neg` distinct item indices per user (int64 [n_users, n_neg]) that the user never touched, drawn uniformly with `seed`."
-    pairs = np.unique(np.asarray(user_idx, np.int64) * n_items + np.asarray(item_idx, np.int64))
-    free = n_items - np.bincount(pairs // n_items, minlength=n_users)
+    out = np.empty((n_users, n_neg), dtype=np.int64)
+    if n_neg == 0 or n_users == 0: return out
+    bi = int(n_items).bit_length()
+    pairs = np.sort((np.asarray(user_idx, np.int64) << bi) | np.asarray(item_idx, np.int64))   # keys user << bi | item
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if len(pairs) else pairs
+    touched = np.bincount(pairs >> bi, minlength=n_users); free = n_items - touched
     if (free < n_neg).any():
         u = int(np.flatnonzero(free < n_neg)[0])
-        raise ValueError(f'user index {u} touched {n_items - free[u]} of {n_items} items: fewer than n_neg={n_neg} left to sample')
+        raise ValueError(f'user index {u} touched {touched[u]} of {n_items} items: fewer than n_neg={n_neg} left to sample')
     rng = np.random.default_rng(seed)
-    out = np.empty((n_users, n_neg), dtype=np.int64)
-    if n_neg == 0: return out
-    step = max(1, block // max(n_items, 1))
-    for lo in range(0, n_users, step):
-        hi = min(n_users, lo + step)
-        keys = rng.random((hi - lo, n_items))
-        p = pairs[(pairs >= lo * n_items) & (pairs < hi * n_items)] - lo * n_items
-        keys.reshape(-1)[p] = np.inf
-        top = np.argpartition(keys, n_neg - 1, axis=1)[:, :n_neg] if n_neg < n_items else np.tile(np.arange(n_items), (hi - lo, 1))
-        order = np.argsort(np.take_along_axis(keys, top, 1), axis=1, kind='stable')
-        out[lo:hi] = np.take_along_axis(top, order, 1)
+    dense = (2 * touched > n_items) | (free < 2 * n_neg)   # rejection would waste most draws: keyed draw instead
+    need = np.ceil(n_neg * n_items / (free - n_neg / 2) + 8).astype(np.int64)   # about the draws expected (short: retried)
+    todo = np.flatnonzero(~dense)
+    while len(todo):
+        m = int(need[todo].max()); step = max(1, block // m); miss = []
+        if int(n_users - 1).bit_length() + bi + int(m - 1).bit_length() > 62:
+            raise ValueError(f'sample_negatives: {n_users} users x {n_items} items do not fit 62-bit keys')
+        for lo in range(0, len(todo), step):
+            r = todo[lo:lo + step]
+            picks, ok = _rejection_draw(rng, r, pairs, bi, n_items, n_neg, m)
+            out[r[ok]] = picks; miss.append(r[~ok])
+        todo = np.concatenate(miss); need[todo] *= 2
+    if dense.any(): out[dense] = _keyed_draw(rng, np.flatnonzero(dense), pairs, bi, n_items, n_neg, block)
     return out
 
 # %% ../nbs/00_data.ipynb #cd75bdfe
@@ -246,8 +285,8 @@ def leave_one_out(tables: Tables,  # the dataset
     users = pd.Index(test['user_id'])
     uix = users.get_indexer(x['user_id']); keep = uix >= 0
     neg = sample_negatives(uix[keep], items.get_indexer(x['item_id'])[keep], len(users), len(items), n_neg, seed)
-    names = items.to_numpy(dtype=object)[neg]
-    negatives = pd.DataFrame({'user_id': test['user_id'].to_numpy(), 'items': list(map(list, names))})
+    names = items.to_numpy(dtype=object)[neg].tolist()   # one list of item ids per test user
+    negatives = pd.DataFrame({'user_id': test['user_id'].to_numpy(), 'items': names})
     return Split(train, valid, test, negatives, seed)
 
 # %% ../nbs/00_data.ipynb #db98c6f0

@@ -205,6 +205,49 @@ def test_sample_negatives_too_few_free_items():
     with pytest.raises(ValueError): sample_negatives(np.array([0, 0]), np.array([0, 1]), 1, 3, n_neg=2)
     assert sample_negatives(np.array([0]), np.array([0]), 2, 5, n_neg=0).shape == (2, 0)
 
+def _check_negatives(neg, u, i, n_users, n_neg):
+    "Shape, distinct per user, and no negative is an item the user touched."
+    assert neg.shape == (n_users, n_neg)
+    assert (np.diff(np.sort(neg, 1), axis=1) > 0).all()
+    touched = set(zip(u.tolist(), i.tolist()))
+    assert not any((k, j) in touched for k in range(n_users) for j in neg[k].tolist())
+
+def test_sample_negatives_sparse_and_dense_users():
+    """Users who touched a few items (rejection sampling) beside users who touched most of the catalogue (the keyed
+    fallback): distinct, never touched, the same under the seed, another seed gives others."""
+    rng = np.random.default_rng(0)
+    n_users, n_items, n_neg = 300, 400, 99
+    k = np.where(np.arange(n_users) % 10 == 0, rng.integers(201, 301, n_users), rng.integers(1, 40, n_users))
+    u = np.repeat(np.arange(n_users), k)
+    i = np.concatenate([rng.choice(n_items, n, replace=False) for n in k])
+    neg = sample_negatives(u, i, n_users, n_items, n_neg, seed=5)
+    _check_negatives(neg, u, i, n_users, n_neg)
+    assert (sample_negatives(u, i, n_users, n_items, n_neg, seed=5) == neg).all()
+    assert (sample_negatives(u, i, n_users, n_items, n_neg, seed=6) != neg).any()
+    # a user who touched all but exactly n_neg items gets exactly those
+    u2, i2 = np.zeros(n_items - n_neg, int), np.arange(n_neg, n_items)
+    assert sorted(sample_negatives(u2, i2, 1, n_items, n_neg)[0].tolist()) == list(range(n_neg))
+
+def test_sample_negatives_retry_and_small_blocks():
+    "Users near the half-catalogue threshold (their first draws often fall short) and tiny blocks give valid negatives."
+    rng = np.random.default_rng(1)
+    n_users, n_items = 200, 500
+    u = np.repeat(np.arange(n_users), 240)
+    i = np.concatenate([rng.choice(n_items, 240, replace=False) for _ in range(n_users)])
+    for block in (1 << 22, 300):
+        neg = sample_negatives(u, i, n_users, n_items, 99, seed=0, block=block)
+        _check_negatives(neg, u, i, n_users, 99)
+
+def test_sample_negatives_cost_does_not_grow_with_items():
+    "A million-item catalogue: done in about the time of a small one (the old draw was users x items)."
+    rng = np.random.default_rng(2)
+    u = np.repeat(np.arange(5000), 10)
+    t = time.perf_counter(); sample_negatives(u, rng.integers(0, 2000, len(u)), 5000, 2000); small = time.perf_counter() - t
+    i = rng.integers(0, 1_000_000, len(u))
+    t = time.perf_counter(); neg = sample_negatives(u, i, 5000, 1_000_000); big = time.perf_counter() - t
+    assert big < 5 * small + 0.5
+    assert not np.isin(neg + np.arange(5000)[:, None] * 1_000_000, u.astype(np.int64) * 1_000_000 + i).any()
+
 def test_split_save_load_roundtrip(tmp_path, split):
     out = split.save(tmp_path / 'sp')
     meta = json.loads((out / 'split.json').read_text())
