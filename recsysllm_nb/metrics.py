@@ -10,7 +10,7 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['parse_ratings', 'rating_metrics', 'rmse', 'mae', 'hit_at_k', 'ndcg_at_k', 'ranking_metrics', 'rank_in_list',
-           'rank_from_scores', 'bleu', 'rouge', 'text_metrics']
+           'rank_from_scores', 'repeated_targets', 'rank_excluding_history', 'bleu', 'rouge', 'text_metrics']
 
 # %% ../nbs/11_metrics.ipynb #1241a1b5
 _NUMBER = r'([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)'
@@ -150,6 +150,54 @@ def rank_from_scores(scores,                 # float [n, c]: higher is better
         if len(u) != len(t): raise ValueError(f'rank_from_scores: {len(u)} tie_u draws for {len(t)} rows')
         extra = np.minimum(np.floor(u * (eq + 1)), eq).astype(np.int64)
     return (1 + gt + extra).astype('float64')
+
+# %% ../nbs/11_metrics.ipynb #86615138
+def repeated_targets(target,   # per row, the relevant item id
+                     history,  # per row, the item ids the user consumed before it
+                    ) -> np.ndarray:
+    "Bool [n]: the row's target is one of its history items (a repeat consumption)."
+    t, h = list(target), list(history)
+    if len(t) != len(h): raise ValueError(f'repeated_targets: {len(t)} targets but {len(h)} histories')
+    return np.fromiter((x in set(y) for x, y in zip(t, h)), bool, len(t))
+
+def _history_mask(columns, history, n):
+    "Bool [n, c]: column item is in the row's history; `columns` one id list for all rows, or [n, c] per row."
+    lens = np.fromiter(map(len, history), np.int64, n); rows = np.repeat(np.arange(n), lens)
+    flat = np.asarray([i for h in history for i in h], dtype=object)
+    if columns.ndim == 1:
+        ex = np.zeros((n, len(columns)), bool); ci = pd.Index(columns).get_indexer(flat); k = ci >= 0
+        ex[rows[k], ci[k]] = True
+        return ex
+    codes, uniq = pd.factorize(np.concatenate([columns.ravel(), flat]))
+    K = len(uniq) + 1; c = columns.shape[1]
+    ck = np.repeat(np.arange(n), c) * K + codes[:n * c]
+    return np.isin(ck, rows * K + codes[n * c:]).reshape(n, c)
+
+def rank_excluding_history(target,        # per row, the relevant item id
+                           history,       # per row, the item ids the user consumed before the target (excluded)
+                           scores=None,   # float [n, c]: scores of the items in `columns` (higher is better) ...
+                           columns=None,  # ... their item ids: one list for every row (full ranking) or [n, c] (candidates)
+                           ranked=None,   # or: per row, a ranked list of item ids (best first), e.g. beam-search output
+                           ties: str = 'random', seed: int = 0, tie_u=None,   # tie-break (see `rank_from_scores`)
+                          ) -> np.ndarray:
+    "1-based ranks under the one rule: history items are not ranked; a target that repeats one is a miss (np.inf)."
+    t, h = list(target), [list(x) for x in history]
+    rep = repeated_targets(t, h)
+    if (scores is None) == (ranked is None): raise ValueError('rank_excluding_history: give scores (with columns) or ranked')
+    if ranked is not None:
+        r = rank_in_list([[i for i in row if i not in hs] for row, hs in zip(ranked, map(set, h))], t)
+    else:
+        s = np.asarray(scores, dtype='float64'); cols = np.asarray(columns, dtype=object)
+        if s.ndim != 2 or len(s) != len(t) or cols.shape not in ((s.shape[1],), s.shape):
+            raise ValueError(f'rank_excluding_history: scores {s.shape}, columns {cols.shape}, {len(t)} targets do not match')
+        if cols.ndim == 1: tc = pd.Index(cols).get_indexer(pd.Index(t, dtype=object))
+        else:
+            eq = cols == np.asarray(t, dtype=object)[:, None]; tc = np.where(eq.any(1), eq.argmax(1), -1)
+        if (tc < 0).any():
+            i = int(np.flatnonzero(tc < 0)[0]); raise ValueError(f'rank_excluding_history: target {t[i]!r} of row {i} is not a column')
+        r = rank_from_scores(s, tc, _history_mask(cols, h, len(t)), ties=ties, seed=seed, tie_u=tie_u)
+    r[rep] = np.inf
+    return r
 
 # %% ../nbs/11_metrics.ipynb #cc291d04
 def _require_lib(mod, pip):

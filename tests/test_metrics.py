@@ -1,9 +1,14 @@
 """Metrics against hand-computed cases: ratings (parse, fallback, clip), HR@k / NDCG@k (ranks, lists, scores, ties, k edges), BLEU, ROUGE."""
-import math
+import importlib.util, math
+from pathlib import Path
 import numpy as np
+import pandas as pd
 import pytest
 from recsysllm_nb.metrics import (parse_ratings, rating_metrics, rmse, mae, hit_at_k, ndcg_at_k, ranking_metrics,
-                                  rank_in_list, rank_from_scores, bleu, rouge, text_metrics)
+                                  rank_in_list, rank_from_scores, rank_excluding_history, repeated_targets, bleu, rouge,
+                                  text_metrics)
+
+REPEATS = Path(__file__).resolve().parents[1] / 'data_samples' / 'repeat_fixture'
 
 BLEU = 'BLEU-4 (sacrebleu 13a, x100)'
 R1, R2, RL = (f'ROUGE-{k} F (rouge-score, x100)' for k in ('1', '2', 'L'))
@@ -99,6 +104,51 @@ def test_rank_from_scores_vectorized_matches_loop():
     for i in range(50):
         keep = ~ex[i]; keep[t[i]] = False
         assert got[i] == 1 + (s[i][keep] >= s[i, t[i]]).sum()
+
+
+# ---- the one rule for history items
+def test_rank_excluding_history_by_hand():
+    s = np.array([[0.9, 0.8, 0.5, 0.1]] * 3); cols = ['a', 'b', 'c', 'd']
+    t, h = ['c', 'a', 'd'], [['a'], ['a'], []]
+    want = [2.0, np.inf, 4.0]   # 'a' left out; a repeated target is a miss though it scores highest; no history: plain
+    assert rank_excluding_history(t, h, s, cols).tolist() == want
+    assert rank_excluding_history(t, h, s, [cols] * 3).tolist() == want                      # per-row columns
+    assert rank_excluding_history(t, h, ranked=[cols] * 3).tolist() == want                  # a ranked list
+    assert rank_excluding_history(t, h, ranked=[['b', 'c'], ['a'], []]).tolist() == [2.0, np.inf, np.inf]
+    assert repeated_targets(t, h).tolist() == [False, True, False]
+    # per-row columns in another order, the history partly outside the columns
+    assert rank_excluding_history(['c'], [['zz', 'b']], s[:1], [['b', 'c', 'a', 'd']]).tolist() == [1.0]   # b (0.9) left out
+
+def test_rank_excluding_history_matches_mask_and_ties():
+    "Random data: the rule equals rank_from_scores with the history mask, and a repeated target is always inf."
+    rng = np.random.default_rng(0)
+    n, c = 200, 40
+    cols = [f'i{k}' for k in range(c)]
+    s = rng.integers(0, 4, (n, c)).astype(float)
+    t = rng.integers(0, c, n)
+    h = [list(rng.choice(c, rng.integers(0, 8), replace=False)) for _ in range(n)]
+    ex = np.zeros((n, c), bool)
+    for i, x in enumerate(h): ex[i, x] = True
+    rep = np.array([t[i] in h[i] for i in range(n)])
+    want = rank_from_scores(s, t, ex, seed=3); want[rep] = np.inf
+    got = rank_excluding_history([cols[k] for k in t], [[cols[k] for k in x] for x in h], s, cols, seed=3)
+    assert rep.any() and np.array_equal(got, want)
+    per_row = rank_excluding_history([cols[k] for k in t], [[cols[k] for k in x] for x in h], s, [cols] * n, seed=3)
+    assert np.array_equal(per_row, want)
+
+def test_rank_excluding_history_errors():
+    s = np.zeros((1, 2))
+    with pytest.raises(ValueError, match="target 'x' of row 0 is not a column"): rank_excluding_history(['x'], [[]], s, ['a', 'b'])
+    with pytest.raises(ValueError, match='give scores'): rank_excluding_history(['a'], [[]])
+    with pytest.raises(ValueError, match='do not match'): rank_excluding_history(['a'], [[]], s, ['a', 'b', 'c'])
+    with pytest.raises(ValueError, match='1 targets but 2 histories'): repeated_targets(['a'], [[], []])
+
+def test_repeat_fixture_is_its_generator(tmp_path):
+    "The committed fixture is exactly what its make_fixture.py writes."
+    spec = importlib.util.spec_from_file_location('make_fixture', REPEATS / 'make_fixture.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    mod.write(tmp_path)
+    for f in ('sequences.jsonl', 'items.json'): assert (tmp_path / f).read_bytes() == (REPEATS / f).read_bytes(), f
 
 
 # ---- text
