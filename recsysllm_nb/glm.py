@@ -39,6 +39,7 @@ class GLMConfig(PreTrainedConfig):
     layernorm_epsilon: float = 1e-5        # LayerNorm eps
     initializer_range: float = 0.02        # std of the normal init; output layers use std / sqrt(2 * num_layers)
     position_encoding: str = 'learned'     # 'learned' (GLM's two tables) or 'rotary2d' (ChatGLM-6B's 2-D rotary)
+    hidden_act: str = 'gelu_tanh'          # MLP GELU: 'gelu_tanh' (GLM's Megatron code) or 'gelu' (erf, HF GLM code)
     rotary_base: float = 10000.0           # rotary frequency base ('rotary2d' only)
     use_cache: bool = True                 # return a key/value cache when not training
     tie_word_embeddings: bool = True       # the output projection is `word_embeddings`
@@ -48,8 +49,9 @@ class GLMConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         if self.intermediate_size is None: self.intermediate_size = 4 * self.hidden_size
-        if self.position_encoding not in ('learned', 'rotary2d'):
-            raise ValueError(f"GLMConfig: position_encoding must be 'learned' or 'rotary2d', got {self.position_encoding!r}")
+        for name, ok in (('position_encoding', ('learned', 'rotary2d')), ('hidden_act', ('gelu_tanh', 'gelu'))):
+            if (v := getattr(self, name)) not in ok:
+                raise ValueError(f'GLMConfig: {name} must be one of {ok}, got {v!r}')
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f'GLMConfig: hidden_size {self.hidden_size} is not a multiple of num_attention_heads '
                              f'{self.num_attention_heads}')
@@ -127,15 +129,17 @@ class GLMAttention(nn.Module):
         return self.output_dropout(self.dense(out.transpose(1, 2).reshape(b, l, h)))
 
 class GLMMLP(nn.Module):
-    "GLM's feed-forward: `dense_h_to_4h`, GELU (tanh form), `dense_4h_to_h`, dropout."
+    "GLM's feed-forward: `dense_h_to_4h`, GELU (`config.hidden_act`: tanh form or exact erf), `dense_4h_to_h`, dropout."
     def __init__(self, config: GLMConfig):
         super().__init__()
         self.dense_h_to_4h = nn.Linear(config.hidden_size, config.intermediate_size)
         self.dense_4h_to_h = nn.Linear(config.intermediate_size, config.hidden_size)
         self.dense_4h_to_h._glm_output_layer = True
         self.dropout = nn.Dropout(config.output_dropout_prob)
+        self.approximate = 'tanh' if config.hidden_act == 'gelu_tanh' else 'none'   # F.gelu's names for the two forms
 
-    def forward(self, x): return self.dropout(self.dense_4h_to_h(F.gelu(self.dense_h_to_4h(x), approximate='tanh')))
+    def forward(self, x):
+        return self.dropout(self.dense_4h_to_h(F.gelu(self.dense_h_to_4h(x), approximate=self.approximate)))
 
 class GLMBlock(GradientCheckpointingLayer):
     "Pre-LayerNorm transformer block (gradient checkpointing ready): x + attention(LN(x)), then + mlp(LN(.))."

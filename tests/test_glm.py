@@ -202,7 +202,13 @@ def test_tiny_checkpoint_loads(model, tmp_path):
     (tmp_path / 'config.json').write_text(json.dumps(dict(model_type='glm', num_layers=2, hidden_size=64, num_attention_heads=4,
                                                           max_sequence_length=128, vocab_size=128)))
     folder = load_glm_checkpoint(tmp_path)                                 # config from GLM's own config.json
-    assert torch.equal(run(folder, batch), run(model, batch))
+    assert (folder.load_report.origin, folder.config.hidden_act) == ('hf', 'gelu')   # HF GLM code: erf GELU
+    erf = GLMForCausalLM(GLMConfig.from_dict({**model.config.to_dict(), 'hidden_act': 'gelu'})).eval()
+    erf.load_state_dict(model.state_dict())
+    assert torch.equal(run(folder, batch), run(erf, batch))
+    assert not torch.equal(run(folder, batch), run(model, batch))          # the tanh model differs
+    forced = load_glm_checkpoint(tmp_path, hidden_act='gelu_tanh')
+    assert torch.equal(run(forced, batch), run(model, batch))
     assert set(read_state_dict(tmp_path)) == set(sd)
 
 
@@ -241,3 +247,6 @@ def test_presets_document_public_sizes():
         (48, 4096, 64, 1024, 50304)
     assert large.num_hidden_layers == 24 and big.max_position_embeddings == 1024 and large.intermediate_size == 4096
     assert glm_large_config(position_encoding='rotary2d').position_encoding == 'rotary2d'
+    assert large.hidden_act == 'gelu_tanh' and glm_large_config(hidden_act='gelu').hidden_act == 'gelu'
+    with pytest.raises(ValueError, match=r"hidden_act must be one of \('gelu_tanh', 'gelu'\), got 'relu'"):
+        GLMConfig(hidden_act='relu')
