@@ -105,32 +105,30 @@ class Baseline:
     def __repr__(self): return f'{type(self).__name__}({self.name})'
 
 # %% ../nbs/12_baselines.ipynb #438981e7
+from .metrics import rank_excluding_history, repeated_targets   # the one rule for history items (11_metrics)
+
 def eval_sequential(model, tables: Tables, split: Split,
                     part: str = 'test',            # 'valid' or 'test'
                     ks=(5, 10),                     # cut-offs
-                    exclude_history: bool = True,   # leave the user's history items out of the ranking
                     ties: str = 'random', seed: int = 0,  # tie-break (see `rank_from_scores`)
                     batch_size: int = 1024,         # users scored at once
                    ) -> dict:
-    "Full-ranking HR@k / NDCG@k of `model.score_all` on `part`, plus `n`, `seconds`, `users_per_s`."
+    "Full-ranking HR@k / NDCG@k of `model.score_all` on `part` (history excluded), `n`, `n_repeated`, `seconds`, `users_per_s`."
     rows = _rows(split, part)
     users, pos = rows['user_id'].tolist(), rows['item_id'].tolist()
     hist = user_histories(split, users, part)
-    items = pd.Index(tables.items['item_id'])
-    target = items.get_indexer(pos)
+    items = tables.items['item_id'].to_numpy(dtype=object)
+    target = pd.Index(items).get_indexer(pos)
     if (target < 0).any(): raise KeyError(f'{part} item {pos[int(np.flatnonzero(target < 0)[0])]!r} is not in tables.items')
     tie_u = np.random.default_rng(seed).random(len(users))
     t0, ranks = time.perf_counter(), []
     for lo in range(0, len(users), batch_size):
         sl = slice(lo, lo + batch_size)
         s = np.asarray(model.score_all(users[sl], hist[sl]), dtype='float64')
-        ex = None
-        if exclude_history:
-            h = hist[sl]; ex = np.zeros(s.shape, bool)
-            ex[np.repeat(np.arange(len(h)), [len(x) for x in h]), items.get_indexer([i for x in h for i in x])] = True
-        ranks.append(rank_from_scores(s, target[sl], ex, ties=ties, tie_u=tie_u[sl]))
+        ranks.append(rank_excluding_history(pos[sl], hist[sl], s, items, ties=ties, tie_u=tie_u[sl]))
     dt = time.perf_counter() - t0
-    return {**ranking_metrics(np.concatenate(ranks), ks), 'seconds': dt, 'users_per_s': len(users) / dt}
+    return {**ranking_metrics(np.concatenate(ranks), ks), 'n_repeated': int(repeated_targets(pos, hist).sum()),
+            'seconds': dt, 'users_per_s': len(users) / dt}
 
 def direct_candidates(split: Split, part: str = 'test') -> tuple[list, list]:
     "Users of `part` and their candidate lists: [positive] + the split's saved negatives (positive in column 0)."
@@ -143,13 +141,15 @@ def direct_candidates(split: Split, part: str = 'test') -> tuple[list, list]:
 
 def eval_direct(model, tables: Tables, split: Split,
                 part: str = 'test', ks=(1, 5, 10), ties: str = 'random', seed: int = 0) -> dict:
-    "HR@k / NDCG@k of `model.score_candidates` over [positive] + 99 saved negatives, plus `n`, `seconds`, `users_per_s`."
+    "HR@k / NDCG@k of `model.score_candidates` over [positive] + 99 saved negatives (history excluded), as `eval_sequential`."
     users, cands = direct_candidates(split, part)
+    hist = user_histories(split, users, part)
     t0 = time.perf_counter()
-    s = model.score_candidates(users, cands, user_histories(split, users, part))
-    ranks = rank_from_scores(s, np.zeros(len(users), np.int64), ties=ties, seed=seed)
+    s = model.score_candidates(users, cands, hist)
+    ranks = rank_excluding_history([c[0] for c in cands], hist, s, cands, ties=ties, seed=seed)
     dt = time.perf_counter() - t0
-    return {**ranking_metrics(ranks, ks), 'seconds': dt, 'users_per_s': len(users) / dt}
+    return {**ranking_metrics(ranks, ks), 'n_repeated': int(repeated_targets([c[0] for c in cands], hist).sum()),
+            'seconds': dt, 'users_per_s': len(users) / dt}
 
 def eval_rating(model, tables: Tables, split: Split, part: str = 'test', fallback: float | None = None) -> dict:
     "RMSE / MAE of `model.predict_rating` on `part`'s rows; range = training min..max, fallback = training mean by default."

@@ -4,9 +4,14 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from pathlib import Path
 from recsysllm_nb.data import load_ml100k, leave_one_out
+from recsysllm_nb.sequences import load_sequences
+from recsysllm_nb.metrics import rank_from_scores, rank_excluding_history, ranking_metrics
 from recsysllm_nb.baselines import (RandomScorer, Popularity, MF, BPRMF, SASRec, eval_sequential, eval_direct, eval_rating,
                                     user_histories, direct_candidates, run_baselines, results_table)
+
+REPEATS = Path(__file__).resolve().parents[1] / 'data_samples' / 'repeat_fixture'
 
 
 @pytest.fixture(scope='module')
@@ -105,12 +110,34 @@ def test_histories_and_candidates(data):
     assert [c[1:] for c in cv] == [c[1:] for c in cands]     # the same saved negatives for valid and test
 
 
-def test_exclude_history_flag(data):
+def test_history_excluded_one_rule(data):
+    "Full ranking leaves the history out (the one rule of metrics.rank_excluding_history), whatever the batch size."
     t, s = data
     p = Popularity().fit(t, s)
-    a, b = eval_sequential(p, t, s, exclude_history=True), eval_sequential(p, t, s, exclude_history=False)
-    assert a['mean_rank'] < b['mean_rank'] and a['HR@10'] >= b['HR@10']
+    a = eval_sequential(p, t, s)
+    users = s.test['user_id'].tolist(); hist = user_histories(s, users, 'test')
+    items = t.items['item_id'].tolist(); S = p.score_all(users)
+    tie_u = np.random.default_rng(0).random(len(users))
+    plain = rank_from_scores(S, pd.Index(items).get_indexer(s.test['item_id']), tie_u=tie_u)   # history kept in
+    assert a['mean_rank'] < ranking_metrics(plain)['mean_rank'] and a['n_repeated'] == 0
+    assert a['HR@10'] == ranking_metrics(rank_excluding_history(s.test['item_id'], hist, S, items, tie_u=tie_u))['HR@10']
     assert eval_sequential(p, t, s, batch_size=100)['HR@10'] == a['HR@10']   # batch size does not move ties
+    with pytest.raises(TypeError): eval_sequential(p, t, s, exclude_history=False)   # no switch around the rule
+
+
+class _Oracle(Popularity):
+    "Scores each user's test item 1 and every other item 0."
+    def score_all(self, users, history=None):
+        return (self.items.to_numpy()[None, :] == np.array([self.hit[u] for u in users], dtype=object)[:, None]).astype(float)
+
+
+def test_repeated_targets_are_misses():
+    "The repeat fixture: 5 of 12 test items repeat the user's history; an oracle misses exactly those, in both families."
+    t = load_sequences(REPEATS); s = leave_one_out(t)
+    o = _Oracle().fit(t, s); o.hit = dict(zip(s.test['user_id'], s.test['item_id']))
+    seq, dire = eval_sequential(o, t, s), eval_direct(o, t, s)
+    assert seq['n_repeated'] == dire['n_repeated'] == 5 and seq['n'] == dire['n'] == 12
+    assert seq['HR@10'] == seq['NDCG@10'] == dire['HR@1'] == 7 / 12
 
 
 def test_unknown_ids_are_named(data):
