@@ -24,7 +24,7 @@ FAMILIES = ('rating', 'sequential', 'explanation', 'review', 'direct')  # the fi
 FAMILY_LEVEL = dict(rating='entity', sequential='entity', explanation='document', review='document', direct='entity')
 FAMILY_COLUMNS = dict(rating=('rating',), sequential=(), explanation=('explanation',), review=('review', 'summary'),
                       direct=())  # interaction columns a family needs (non-empty somewhere)
-SLOTS = ('history', 'item', 'rating', 'feature', 'review', 'candidates', 'answer')
+SLOTS = ('history', 'item', 'rating', 'feature', 'review', 'answer')
 
 @dataclass(frozen=True)
 class Template:
@@ -56,8 +56,8 @@ class Template:
 
     @property
     def choose(self) -> bool:
-        "Direct recommendation: True for choose-from-candidates, False for a yes/no question."
-        return 'candidates' in self.slots
+        "Direct: True when the answer is the item itself (scored over the candidates), False for yes/no about `{item}`."
+        return self.family == 'direct' and 'item' not in self.slots
 
 # %% ../nbs/10_tasks.ipynb #afccc628
 TEMPLATES: dict = {}  # template id -> Template: the registry
@@ -98,10 +98,10 @@ _T = dict(
             '*Give a headline for the following opinion on {item}. {review} Headline: {answer}'],
     direct=['The user has chosen {history}. Should we recommend {item} to this user? {answer}',
             'Given the history {history}, will the user enjoy {item}? Answer yes or no: {answer}',
-            'The user has chosen {history}. From {candidates}, pick the one the user will choose next: {answer}',
-            "Candidates: {candidates}. Based on the user's history ({history}), the best one is {answer}.",
+            'The user has chosen {history}. The item to recommend to this user is {answer}.',
+            "Based on the user's history ({history}), the best item to recommend is {answer}.",
             '*Is {item} a good match for someone who went through {history}? {answer}',
-            '*Out of {candidates}, which would a person with the history {history} go for? {answer}'])
+            '*Which item would you recommend to a person with the history {history}? {answer}'])
 for _f, _ts in _T.items():   # a leading '*' marks an unseen (zero-shot) template
     for _k, _t in enumerate(_ts, 1): register_template(Template(_f, f'{_f}-{_k}', _t.lstrip('*'), not _t.startswith('*')))
 
@@ -148,7 +148,7 @@ class TaskSample:
     sample: TextSample       # the full prompt text WITH the answer in place, its entities and sentences
     answer: tuple            # (start, end) char span of the answer in `sample.text`
     answer_text: str         # `sample.text[start:end]`
-    candidates: list = field(default_factory=list)  # direct: item ids to rank (evaluation: the positive + the 99 saved negatives)
+    candidates: list = field(default_factory=list)  # direct: the 100 item ids to rank (test), the item asked (train)
     level: str = 'entity'    # 'entity' ([MASK], short answers) | 'document' ([gMASK] at the end, long text)
     history: list = field(default_factory=list)     # item ids shown as the user's history, oldest first
     values: dict = field(default_factory=dict, repr=False)  # the slot values it was rendered from (see `for_candidate`)
@@ -196,8 +196,8 @@ def _eligible(t: Template, row: dict) -> bool:
     "Whether the target row can fill every slot of `t` (a feature word for `{feature}`, a rating for `{rating}`)."
     return ('feature' not in t.slots or bool(row['feature'])) and ('rating' not in t.slots or not np.isnan(row['rating']))
 
-def _fill(f, t, row, v, ent, rng, train, pool, avoid, cands, negs, n_choose):
-    "The answer (text, kind, key) and the candidates of a family-`f` sample; fills `v['item']` / `v['candidates']` for direct."
+def _fill(f, t, row, v, ent, rng, train, pool, avoid, cands):
+    "The answer (text, kind, key) and the candidates of a family-`f` sample; sets `v['item']` to a negative for a 'no'."
     it = row['item_id']
     if f == 'rating': return (_fmt_rating(row['rating']), 'feature', 'rating'), []
     if f == 'sequential': return ent(it), []
@@ -206,15 +206,10 @@ def _fill(f, t, row, v, ent, rng, train, pool, avoid, cands, negs, n_choose):
         if train and rng.random() < 0.5:
             asked = _draw_negatives(rng, pool, avoid, 1)[0]; v['item'] = ent(asked)
             return ('no', 'text', ''), [asked]
-        return ('yes', 'text', ''), ([it] if train else cands)
-    if train:
-        shown = _draw_negatives(rng, pool, avoid, n_choose - 1) + [it]
-        shown = [shown[j] for j in rng.permutation(len(shown))]
-    else:
-        keep = {it, *negs[:n_choose - 1]}
-        shown = [c for c in cands if c in keep]
-    v['candidates'] = [ent(i) for i in shown]
-    return ent(it), (shown if train else cands)
+        if train: return ('yes', 'text', ''), [it]
+        v['item'] = ent(cands[0])   # evaluation: asks about the first candidate, whichever is the positive
+        return ('yes' if cands[0] == it else 'no', 'text', ''), cands
+    return ent(it), ([it] if train else cands)   # choose: the prompt lists no candidate; evaluation scores all 100
 
 # %% ../nbs/10_tasks.ipynb #3cc29a71
 def build_tasks(tables: Tables,            # the dataset (items name the items, users give the profile sentences)
@@ -225,7 +220,6 @@ def build_tasks(tables: Tables,            # the dataset (items name the items, 
                 n_per_user: int | None = 5,  # train: targets per user and family (None: every eligible training interaction)
                 seed: int = 0,             # every draw (targets, templates, negatives, candidate order) comes from it
                 n_history: int = 10,       # most recent items shown as the history
-                n_choose: int = 20,        # direct, choose-from-candidates: items shown in the prompt (positive included)
                 users=None,                # restrict to these user ids (default: all)
                 names: dict | None = None, # `item_names(tables.items)`, if already computed
                 profile: bool = True,      # start each prompt with the user's feature sentences (as `textualize`)
@@ -234,7 +228,6 @@ def build_tasks(tables: Tables,            # the dataset (items name the items, 
     if split_name not in ('train', 'valid', 'test'): raise ValueError(f"split_name must be 'train', 'valid' or 'test', got {split_name!r}")
     train = split_name == 'train'
     if train and seen is False: raise ValueError('training uses seen templates only: seen=False is for zero-shot evaluation')
-    if n_choose < 2: raise ValueError(f'n_choose must be >= 2, got {n_choose}')
     fams = list(FAMILIES if families is None else [families] if isinstance(families, str) else families)
     bad = [f for f in fams if f not in FAMILIES]
     if bad: raise ValueError(f'unknown task families {bad}; expected some of {FAMILIES}')
@@ -265,8 +258,8 @@ def build_tasks(tables: Tables,            # the dataset (items name the items, 
         targets = [j for j in np.flatnonzero(part[a:z] == code).tolist() if j >= 1]   # at least one earlier item
         negs = negatives.get(uid, [])
         touched = set(items[a:z].tolist()); avoid = (touched | set(negs), touched)
-        cands = [items[a + targets[0]], *negs] if targets and not train else []   # evaluation: positive + saved negatives
-        cands = [cands[j] for j in _rng(seed, 'candidates', uid).permutation(len(cands))]
+        cands = sorted([items[a + targets[0]], *negs]) if targets and not train else []   # evaluation: positive + negs,
+        cands = [cands[j] for j in _rng(seed, 'candidates', uid).permutation(len(cands))]  # order blind to the positive
         for f in fams:
             if f == 'direct' and not train and not negs: continue   # a user without saved negatives (fewer than 3 interactions)
             rng = _rng(seed, split_name, f, uid)
@@ -282,7 +275,7 @@ def build_tasks(tables: Tables,            # the dataset (items name the items, 
                     v = dict(history=[ent(i) for i in hist], item=ent(row['item_id']), review=row['review'],
                              feature=(row['feature'], 'feature', 'feature'),
                              rating=(_fmt_rating(row['rating']), 'feature', 'rating'))
-                    v['answer'], cand = _fill(f, t, row, v, ent, rng, train, pool, avoid, cands, negs, n_choose)
+                    v['answer'], cand = _fill(f, t, row, v, ent, rng, train, pool, avoid, cands)
                     s, (b, e) = render(t, v, prof.get(uid, []), uid)
                     v['profile'] = prof.get(uid, [])
                     out.append(TaskSample(f, t.id, t.seen, split_name, uid, row['item_id'], s, (b, e), s.text[b:e], cand,

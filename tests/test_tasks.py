@@ -1,6 +1,6 @@
 """recsysllm_nb.tasks: templates (seen / unseen), samples from the one split without leaks, skipping families the data
 cannot feed, the blank-infilling round trip, determinism."""
-import warnings
+import dataclasses, re, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -126,28 +126,61 @@ def test_eval_history_before_target(which, ml, p5):
     assert all(set(x.history) <= set(s.train.item_id[s.train.user_id == x.user_id]) for x in valid)
 
 # ---------------------------------------------------------------- direct candidates
+def _swap_positive(s, users):
+    "The split with each of `users`' test item exchanged with the first of its saved negatives."
+    users = set(users)
+    first = {u: n[0] for u, n in zip(s.negatives['user_id'], s.negatives['items'])}
+    pos = dict(zip(s.test['user_id'], s.test['item_id']))
+    test = s.test.copy(); m = test['user_id'].isin(users)
+    test.loc[m, 'item_id'] = test.loc[m, 'user_id'].map(first)
+    neg = s.negatives.assign(items=[[pos[u], *n[1:]] if u in users else list(n)
+                                    for u, n in zip(s.negatives['user_id'], s.negatives['items'])])
+    return dataclasses.replace(s, test=test, negatives=neg)
+
+def _named(x, c, names, end):
+    "Item `c`'s title is in `x`'s text before `end`, other than inside another item's title."
+    other = [(e.start, e.end) for e in x.sample.entities if e.kind == 'item' and e.key != c]
+    return any(not any(a <= m.start() and m.end() <= b for a, b in other)
+               for m in re.finditer(re.escape(names[c]), x.sample.text[:end]))
+
 @pytest.mark.parametrize('which', ['ml', 'p5'])
-def test_direct_candidates(which, ml, p5):
+def test_direct_prompts_do_not_depend_on_the_positive(which, ml, p5):
+    """Direct test prompts are the same text up to the answer whichever of the 100 candidates is the positive (the
+    positive swapped with a negative), name no candidate outside the history (choose), and yes/no prompts differ only in
+    the item asked about; the 100 candidates are the positive + the saved negatives, in the same order either way."""
     t, s, names = ml if which == 'ml' else p5
-    users = list(s.test.user_id)[:40]
-    xs = build_tasks(t, s, ['direct'], split_name='test', users=users)
-    neg = dict(zip(s.negatives.user_id, s.negatives['items']))
-    assert len(xs) == len(users) * len(templates('direct'))
-    for x in xs:
-        assert len(x.candidates) == 100 and x.candidates.count(x.item_id) == 1
-        assert set(x.candidates) - {x.item_id} == set(neg[x.user_id])
+    users = list(s.test['user_id'])[:25]
+    s2 = _swap_positive(s, users)
+    xs, ys = (build_tasks(t, sp, ['direct'], split_name='test', users=users) for sp in (s, s2))
+    neg = dict(zip(s.negatives['user_id'], s.negatives['items']))
+    assert len(xs) == len(ys) == len(users) * len(templates('direct'))
+    for x, y in zip(xs, ys):
+        assert (x.user_id, x.template_id) == (y.user_id, y.template_id) and x.item_id != y.item_id
+        assert len(x.candidates) == 100 and set(x.candidates) == {x.item_id, *neg[x.user_id]}
+        assert x.candidates == y.candidates                               # the order does not follow the positive
         if TEMPLATES[x.template_id].choose:
-            assert x.answer_text == names[x.item_id]
-            listed = x.values['candidates']
-            assert len(listed) == 20 and [c[2] for c in listed].count(x.item_id) == 1
-            assert {c[2] for c in listed} - {x.item_id} == set(neg[x.user_id][:19])
+            assert x.answer_text == names[x.item_id] and y.answer_text == names[y.item_id]
+            assert x.sample.text[:x.answer[0]] == y.sample.text[:y.answer[0]]
+            shown = {e.key for e in x.sample.entities if e.kind == 'item' and e.end <= x.answer[0]}
+            assert shown == set(x.history)                                # the history, and no candidate
+            assert not any(_named(x, c, names, x.answer[0]) for c in set(x.candidates) - set(x.history))
         else:
-            assert x.answer_text == 'yes'
-            other = for_candidate(x, neg[x.user_id][3], names)
-            assert other.answer_text == 'no' and other.sample.text[slice(*other.answer)] == 'no'
-            assert names[neg[x.user_id][3]] in other.sample.text
-    assert 0 < sum(x.candidates[0] != x.item_id for x in xs)   # the positive is not always first
-    assert all(x.candidates == y.candidates for x in xs for y in xs if x.user_id == y.user_id)   # one order per user
+            assert x.values['item'][2] == y.values['item'][2] == x.candidates[0]   # asked about the same first candidate
+            assert x.sample.text[:x.answer[0]] == y.sample.text[:y.answer[0]]
+            for c in [x.item_id, y.item_id, *x.candidates[:8]]:
+                a, b = for_candidate(x, c, names), for_candidate(y, c, names)
+                assert a.sample.text[:a.answer[0]] == b.sample.text[:b.answer[0]]
+                assert a.answer_text == ('yes' if c == x.item_id else 'no') and b.answer_text == ('yes' if c == y.item_id else 'no')
+                assert a.sample.text[slice(*a.answer)] == a.answer_text and a.values['item'][2] == c
+                assert not any(_named(a, o, names, a.answer[0]) for o in set(x.candidates) - set(x.history) - {c})
+    assert 0 < sum(x.candidates[0] != x.item_id for x in xs)                # the positive is not always first
+    assert all(x.candidates == z.candidates for x in xs for z in xs if x.user_id == z.user_id)   # one order per user
+
+def test_no_candidate_slot():
+    "The candidates slot is gone: a template cannot list candidates, so no prompt can hint at the positive that way."
+    with pytest.raises(ValueError, match='unknown slot'): Template('direct', 'x', 'From {candidates}, pick {answer}')
+    assert all('candidates' not in t.slots for t in TEMPLATES.values())
+    assert [t.choose for t in templates('direct')] == ['item' not in t.slots for t in templates('direct')]
 
 def test_direct_training_negatives_untouched(ml, ml_train):
     t, s, _ = ml
