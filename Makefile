@@ -11,11 +11,16 @@ PIP := $(VENV)/bin/python -m pip
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.recsysllm-installed
 
-.PHONY: setup demo test export clean-nbs readme bench beauty ablations
+.PHONY: setup demo test export clean-nbs readme bench beauty paper-bench ablations
 
 # The paper's Amazon Beauty benchmark (data not in the repository): make beauty BEAUTY=<folder> BEAUTY_ARGS="--preset gpu --checkpoint <model folder>"
 BEAUTY ?= ../shared/data/amazon-beauty
 BEAUTY_ARGS ?=
+# The same pipeline on any folder of sequences.jsonl + items.json: make paper-bench DATA=<folder> PAPER=sports|beauty|toys
+# (PAPER=none, the default: data that is not the paper's, no published rows) BENCH_ARGS="--preset gpu --checkpoint <folder>"
+DATA ?=
+PAPER ?= none
+BENCH_ARGS ?=
 
 setup: $(STAMP)
 
@@ -41,7 +46,11 @@ export: setup
 	$(VENV)/bin/nbdev_clean && $(VENV)/bin/nbdev_export && $(PY) tools/render_readme.py
 
 beauty: setup
-	$(VENV)/bin/recsysllm_beauty $(BEAUTY) $(BEAUTY_ARGS)
+	$(VENV)/bin/recsysllm_bench $(BEAUTY) --paper beauty --out runs/beauty $(BEAUTY_ARGS)
+
+paper-bench: setup
+	@test -n "$(DATA)" || { echo "error: pass DATA=<folder with sequences.jsonl + items.json> (and PAPER=sports|beauty|toys)" >&2; exit 2; }
+	$(VENV)/bin/recsysllm_bench $(DATA) --paper $(PAPER) $(BENCH_ARGS)
 
 ablations: setup
 	$(VENV)/bin/recsysllm_ablations
