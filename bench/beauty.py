@@ -105,7 +105,7 @@ def eval_throughput(tables, split, names, tok, trie) -> dict:
     glm = build_model('glm', 'small', len(tok), max_length=256, seed=0, pad_token_id=tok.pad_token_id).eval()
     def llm():
         t0 = time.perf_counter(); score_sequential(glm, tok, seq, trie, seen, beams=20)
-        t1 = time.perf_counter(); score_direct(glm, tok, direct, trie, names)
+        t1 = time.perf_counter(); score_direct(glm, tok, direct, trie, names, seen=seen)
         return t1 - t0, time.perf_counter() - t1
     llm(); runs = [llm() for _ in range(3)]
     ts, td = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)

@@ -18,7 +18,8 @@ from .entities import demo_tokenizer, special_ids
 from .collate import assemble_batch
 from .tasks import FAMILIES, TEMPLATES, build_tasks, family_support, for_candidate, to_masked_batch
 from .trie import EntityTrie, Prompt, generate_entities, rank_candidates
-from .metrics import rating_metrics, ranking_metrics, rank_in_list, rank_from_scores, text_metrics
+from .metrics import (rating_metrics, ranking_metrics, rank_in_list, rank_from_scores, rank_excluding_history,  # noqa: F401
+                                  repeated_targets, text_metrics)
 from .baselines import default_baselines, run_baselines, user_histories
 from .task_training import (fit_masked, MaskedDataset, TaskMixCollator, training_leaks, training_data,  # noqa: F401
                                         pretrain_with_tasks)  # (also importable from here, where they were first)
@@ -103,16 +104,20 @@ def score_rating(model, tok, samples, train_ratings, batch_size: int = 32, glm: 
 
 def score_sequential(model, tok, samples, trie: EntityTrie, seen: dict, beams: int = 20, batch_size: int = 8,
                      glm: bool = False, progress: bool = False) -> tuple:
-    "Constrained beam search over `trie`, `seen` items (user -> ids) excluded; (HR/NDCG@5/10, top-10 item ids per user)."
+    "Constrained beam search over `trie`, `seen` items (user -> ids) excluded; (HR/NDCG@5/10 under the history rule, top-10 ids)."
     sids, tops = special_ids(tok), []
     for ch in tqdm(_batches(samples, batch_size), desc=f'sequential ({beams} beams)', disable=not progress, leave=False):
         hits = generate_entities(model, _prompts(ch, tok, sids, seen, glm, _limit(model)), trie, sids, k=10, num_beams=max(beams, 10),
                                  exclude_seen=True, position_trie=_Block() if glm else None)
         tops += [[h.keys[0] for h in hs] for hs in hits]
-    return ranking_metrics(rank_in_list(tops, [ts.item_id for ts in samples]), (5, 10)), tops
+    target, hist = [ts.item_id for ts in samples], [seen.get(ts.user_id, ()) for ts in samples]
+    m = ranking_metrics(rank_excluding_history(target, hist, ranked=tops), (5, 10))   # the baselines' rule (11_metrics)
+    return {**m, 'n_repeated': int(repeated_targets(target, hist).sum())}, tops
 
 def score_direct(model, tok, samples, trie: EntityTrie, names: dict, seed: int = 0, glm: bool = False,
-                 progress: bool = False) -> tuple:
+                 progress: bool = False,
+                 seen: dict | None = None,   # user -> item ids consumed before the test item (None: each prompt's shown history)
+                ) -> tuple:
     "Rank each user's 100 saved candidates: title log-likelihood (choose prompts) or log P(yes) - log P(no) (yes/no prompts)."
     sids, rows = special_ids(tok), []
     choose = TEMPLATES[samples[0].template_id].choose
@@ -122,9 +127,10 @@ def score_direct(model, tok, samples, trie: EntityTrie, names: dict, seed: int =
             sc = {h.keys[0]: h.score for h in rank_candidates(model, p, trie, ts.candidates, sids)}
             rows.append([sc[c] for c in ts.candidates])
         else: rows.append(_yes_no(model, [for_candidate(ts, c, names) for c in ts.candidates], tok, sids, glm).tolist())
-    target = [ts.candidates.index(ts.item_id) for ts in samples]
-    ranks = rank_from_scores(np.array(rows), target, ties='random', seed=seed)
-    return ranking_metrics(ranks, (1, 5, 10)), ranks
+    target = [ts.item_id for ts in samples]
+    hist = [seen.get(ts.user_id, ()) if seen is not None else ts.history for ts in samples]
+    ranks = rank_excluding_history(target, hist, np.array(rows), [ts.candidates for ts in samples], ties='random', seed=seed)
+    return {**ranking_metrics(ranks, (1, 5, 10)), 'n_repeated': int(repeated_targets(target, hist).sum())}, ranks
 
 def _yes_no(model, samples, tok, sids, glm) -> np.ndarray:
     "log P(yes) - log P(no) of the first answer token at `[sop]`, one prompt per candidate, one batch."
@@ -177,7 +183,7 @@ def evaluate_recsysllm(model, tok, tables: Tables, split: Split, users,
         t0 = time.perf_counter()
         if fam == 'rating': m, o = score_rating(model, tok, samples, split.train['rating'], glm=glm, progress=progress)
         elif fam == 'sequential': m, o = score_sequential(model, tok, samples, trie, seen, beams, glm=glm, progress=progress)
-        elif fam == 'direct': m, o = score_direct(model, tok, samples, trie, names, seed, glm, progress)
+        elif fam == 'direct': m, o = score_direct(model, tok, samples, trie, names, seed, glm, progress, seen)
         else: m, o = score_text(model, tok, samples, max_text_tokens, glm=glm, progress=progress)
         method = dict(generate='greedy generation', beam=f'beam search, {beams} beams', candidates='title log-likelihood',
                       **{'yes/no': 'log P(yes) - log P(no)'})[mode]
@@ -254,7 +260,7 @@ class ExperimentConfig:
     seed: int = 0                   # seed of the split, the users, the template draws and the tie-breaks
     beams: int = 20                 # sequential: beams of the constrained beam search
     families: tuple = FAMILIES      # task families (those the data cannot feed are skipped and said so)
-    direct_modes: tuple = ('candidates', 'yes/no')  # direct: choose-from-candidates and / or yes/no prompts
+    direct_modes: tuple = ('candidates', 'yes/no')  # direct: choose prompts (titles scored) and / or yes/no prompts
     n_history: int = 10             # items of the history shown in a prompt
     max_text_tokens: int = 40       # explanation / review: tokens generated
     baselines: bool = True          # evaluate the baselines on the same users
@@ -267,10 +273,13 @@ PROTOCOL = [
     'Seen prompts: one training template per user and family, drawn with the seed; unseen prompts: held-out templates (zero-shot).',
     'Rating: greedy generation of the rating text at the [MASK], first number parsed and clipped to the training range; '
     'unparsable outputs are counted (n_unparsed) and scored as the training mean (the baselines use the same fallback).',
-    'Sequential: constrained beam search over the trie of all item titles ({beams} beams); the items each user consumed before '
-    'the test item are excluded, as for the baselines (full ranking, history excluded); HR/NDCG from the top-10.',
-    'Direct: the 1 positive + 99 negatives saved with the split. Candidate prompts: log-likelihood of each title + [eop] at the '
-    '[MASK]. Yes/no prompts: one prompt per candidate, score log P(yes) - log P(no) of the first answer token. Random tie-breaks (seeded).',
+    'Items had before, one rule for every model: the items each user consumed before the test item are left out of every '
+    'ranking, and a test item that repeats one of them is a miss (metrics.rank_excluding_history; n_repeated counts them).',
+    'Sequential: constrained beam search over the trie of all item titles ({beams} beams), the history excluded, as for the '
+    'baselines (full ranking); HR/NDCG from the top-10.',
+    'Direct: the 1 positive + 99 negatives saved with the split. Choose prompts list no candidate (nothing in a prompt depends '
+    'on which candidate is the positive): log-likelihood of each of the 100 titles + [eop] at the [MASK]. Yes/no prompts: one '
+    'prompt per candidate, score log P(yes) - log P(no) of the first answer token. Random tie-breaks (seeded).',
     'Explanation / review: greedy generation at the [gMASK]; BLEU-4 = sacrebleu corpus BLEU (13a), ROUGE = rouge-score F, x100.',
     'Baselines (Random, Popularity, MF, BPR-MF, SASRec) are fitted on the training part once and evaluated on the same users and candidates.']
 

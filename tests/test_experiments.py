@@ -93,3 +93,71 @@ def test_baselines_beat_random(e2e):
     subset = paper_tables(exp['rows'])['direct'].set_index('model')
     assert {'RecSysLLM', 'Random', 'Popularity', 'BPR-MF'} <= set(subset.index)   # side by side, same users
     assert (subset['n'] == 20).all()
+
+
+# ---------------------------------------------------------------- repeated items: one rule on both sides
+REPEATS = Path(__file__).resolve().parents[1] / 'data_samples' / 'repeat_fixture'
+
+
+@pytest.fixture(scope='module')
+def repeats():
+    from recsysllm_nb.sequences import load_sequences
+    from recsysllm_nb.baselines import user_histories
+    t = load_sequences(REPEATS); s = leave_one_out(t); names = item_names(t.items)
+    users = s.test['user_id'].tolist()
+    seen = dict(zip(users, map(tuple, user_histories(s, users, 'test'))))
+    return t, s, names, seen, dict(zip(s.test['user_id'], s.test['item_id']))
+
+
+class _Oracle(Popularity):
+    "A baseline that scores each test user's test item 1 and every other item 0."
+    def score_all(self, users, history=None):
+        return (self.items.to_numpy()[None, :] == np.array([self.truth[u] for u in users], dtype=object)[:, None]).astype(float)
+
+
+def test_repeated_items_same_rule_recsysllm_and_baselines(repeats, monkeypatch):
+    """On data with repeat purchases (5 of 12 test items repeat the user's history), an oracle RecSysLLM (its beams and
+    candidate scores put the test item first; its beams even list history items, as a decoder without the trie's
+    exclusion would) and an oracle baseline get the same per-user outcome: a miss exactly on the 5 repeats."""
+    from recsysllm_nb import experiments as E
+    from recsysllm_nb.trie import Hit, EntityTrie
+    from recsysllm_nb.baselines import eval_sequential, eval_direct
+    t, s, names, seen, truth = repeats
+    tok = demo_tokenizer()
+    users = list(truth)
+    sets = eval_prompts(t, s, users, ('sequential', 'direct'), names=names)
+    def beams(model, prompts, trie, ids, k=10, **kw):
+        return [[Hit(names[i], [i], 0.0, ()) for i in [truth[p.user_id], *p.seen][:k]] for p in prompts]
+    def cands(model, prompt, trie, candidates, ids, **kw):
+        return [Hit(names[c], [c], float(c == truth[prompt.user_id]), ()) for c in candidates]
+    monkeypatch.setattr(E, 'generate_entities', beams); monkeypatch.setattr(E, 'rank_candidates', cands)
+    trie = EntityTrie.from_names(names, tok)
+    seq, tops = E.score_sequential(None, tok, sets[('sequential', 'seen', 'beam')], trie, seen)
+    d_samples = sets[('direct', 'seen', 'candidates')]
+    dire, ranks = E.score_direct(None, tok, d_samples, trie, names, seen=seen)
+    rep = np.array([truth[ts.user_id] in seen[ts.user_id] for ts in d_samples])
+    assert rep.sum() == 5 and seq['n_repeated'] == dire['n_repeated'] == 5
+    assert np.isinf(ranks[rep]).all() and (ranks[~rep] == 1).all()
+    orc = _Oracle().fit(t, s); orc.truth = truth
+    b_seq, b_dir = eval_sequential(orc, t, s), eval_direct(orc, t, s)
+    for k in ('HR@5', 'NDCG@5', 'HR@10', 'NDCG@10', 'n', 'n_repeated'): assert seq[k] == b_seq[k], k
+    for k in ('HR@1', 'HR@5', 'NDCG@5', 'HR@10', 'NDCG@10', 'n', 'n_repeated'): assert dire[k] == b_dir[k], k
+    assert seq['HR@10'] == dire['HR@1'] == 7 / 12
+
+
+def test_repeated_items_real_decoding(repeats):
+    "A real (untrained) tiny GLM with the trie's exclusion: the repeated test items are never produced, always a miss."
+    from recsysllm_nb.train import build_model
+    from recsysllm_nb.trie import EntityTrie
+    from recsysllm_nb.experiments import score_sequential, score_direct
+    t, s, names, seen, truth = repeats
+    tok = demo_tokenizer()
+    model = build_model('glm', 'tiny', len(tok), seed=0, pad_token_id=tok.pad_token_id).eval()
+    sets = eval_prompts(t, s, list(truth), ('sequential', 'direct'), names=names)
+    trie = EntityTrie.from_names(names, tok)
+    seq, tops = score_sequential(model, tok, sets[('sequential', 'unseen', 'beam')], trie, seen, beams=5)
+    dire, ranks = score_direct(model, tok, sets[('direct', 'unseen', 'candidates')], trie, names, seen=seen)
+    rep = np.array([truth[ts.user_id] in seen[ts.user_id] for ts in sets[('direct', 'unseen', 'candidates')]])
+    assert seq['n_repeated'] == dire['n_repeated'] == rep.sum() == 5
+    assert np.isinf(ranks[rep]).all() and np.isfinite(ranks[~rep]).all()
+    assert not any(set(tp) & set(seen[ts.user_id]) for tp, ts in zip(tops, sets[('sequential', 'unseen', 'beam')]))
