@@ -12,12 +12,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from fastcore.script import call_parse, store_true
+import logging
+# bitsandbytes (imported by transformers / peft) warns on CPUs with AVX512-BF16 that it cannot fetch a kernel from
+# the Hub; we never download: silence that logger before the first import of bitsandbytes
+logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedConfig, Trainer,
                           TrainerCallback, TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
-import logging
-# bitsandbytes (imported by peft) warns on CPUs with AVX512-BF16 that it cannot fetch a kernel from the Hub; we never download
-logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from .data import load_ml100k, leave_one_out
 from .textualize import textualize_corpus
@@ -29,8 +30,8 @@ from .adapter import RecAdapterConfig, RecAdapterForCausalLM, lora_targets, tiny
 
 # %% auto #0
 __all__ = ['SIZES', 'MODEL_KINDS', 'DS_AUTO_KEYS', 'MixedDataset', 'model_config', 'nf4_config', 'build_model', 'is_quantized',
-           'apply_lora', 'trainable_parameters', 'EpochCallback', 'StopAtStep', 'TrainConfig', 'training_args',
-           'load_tokenizer', 'ml100k_sources', 'TrainResult', 'train', 'plot_losses', 'pretrain_demo',
+           'apply_lora', 'trainable_parameters', 'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes',
+           'training_args', 'load_tokenizer', 'ml100k_sources', 'TrainResult', 'train', 'plot_losses', 'pretrain_demo',
            'check_deepspeed_config', 'recsysllm_train']
 
 # %% ../nbs/08_train.ipynb #46160a8a
@@ -242,8 +243,13 @@ class TrainConfig:
         if self.steps < 1: raise ValueError(f'TrainConfig.steps must be >= 1, got {self.steps}')
         self.level_probs, self.mix = tuple(self.level_probs), tuple(self.mix)
 
+def cpu_processes(environ=os.environ) -> bool:
+    "True when a launcher started several processes (WORLD_SIZE > 1) without CUDA: data-parallel on CPU, over gloo."
+    return int(environ.get('WORLD_SIZE', '1')) > 1 and not torch.cuda.is_available()
+
 def training_args(cfg: TrainConfig) -> TrainingArguments:
-    "The `TrainingArguments` of a run: AdamW, linear warmup + decay, checkpoints, exact resume."
+    "The `TrainingArguments` of a run: AdamW, linear warmup + decay, checkpoints, exact resume; DDP over gloo on CPU."
+    cpu_ddp = cpu_processes()   # without use_cpu the Trainer would run each CPU process alone on its own batches
     return TrainingArguments(
         output_dir=cfg.output_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
@@ -252,7 +258,8 @@ def training_args(cfg: TrainConfig) -> TrainingArguments:
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
         ignore_data_skip=False, report_to=[], bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={'use_reentrant': False} if cfg.gradient_checkpointing else None,
-        deepspeed=cfg.deepspeed, dataloader_num_workers=cfg.num_workers, disable_tqdm=not cfg.progress)
+        deepspeed=cfg.deepspeed, dataloader_num_workers=cfg.num_workers, disable_tqdm=not cfg.progress,
+        use_cpu=cpu_ddp, ddp_backend='gloo' if cpu_ddp else None)
 
 # %% ../nbs/08_train.ipynb #471035c1
 def load_tokenizer(cfg: TrainConfig):
@@ -368,7 +375,9 @@ def pretrain_demo(out_dir='runs/pretrain_demo',  # where losses.json, loss.png, 
     cfg = TrainConfig(**{**dict(model='glm', size=size, steps=steps, lr=lr, batch_size=batch_size, max_length=max_length,
                                 lora_rank=0, warmup=0.05, seed=seed, output_dir=str(out), progress=progress), **kwargs})
     res = train(cfg, dataset=dataset, tokenizer=tokenizer)
-    fig = plot_losses(res.history, out / 'loss.png', f'GLM {size} from scratch on MovieLens-100K ({steps} steps)')
+    main = res.trainer.is_world_process_zero()   # under a launcher only the main process writes the figure
+    fig = plot_losses(res.history, out / 'loss.png' if main else None,
+                      f'GLM {size} from scratch on MovieLens-100K ({steps} steps)')
     import matplotlib.pyplot as plt
     plt.close(fig)
     first, last = float(np.mean(res.losses[:10])), float(np.mean(res.losses[-10:]))

@@ -149,3 +149,10 @@ def test_cli_single_process(data, tmp_path):
 def test_cli_help():
     res = subprocess.run(_cli() + ['--help'], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and '--lora_rank' in res.stdout and '--qlora' in res.stdout
+
+def test_cpu_processes():
+    "A launcher's several processes on a machine without CUDA train data-parallel over gloo (tests/test_ddp.py runs them)."
+    from recsysllm_nb.train import cpu_processes, training_args
+    assert cpu_processes({'WORLD_SIZE': '2'}) == (not torch.cuda.is_available())
+    assert not cpu_processes({}) and not cpu_processes({'WORLD_SIZE': '1'})
+    assert training_args(TrainConfig(output_dir='unused', progress=False)).use_cpu is False   # one process: as before
