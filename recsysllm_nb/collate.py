@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from .entities import TokenizedSample, SpecialIds, special_ids
 from .masking import MaskedSample, MaskConfig, mask_sample, draw_spans, apply_spans_batch
-from .positions import continues_entity, part_a_intra, part_b_intra, span_starts, glm_block_ids
+from .positions import continues_entity, part_a_intra, part_b_intra, span_starts, glm_block_ids, base_positions
 
 # %% auto #0
 __all__ = ['sample_rng', 'as_example', 'cut_left', 'truncate_left', 'trim_spans', 'assemble_batch', 'RecCollator',
@@ -97,7 +97,8 @@ def trim_spans(ts: TokenizedSample,   # a (truncated) sample
 def assemble_batch(masked: list,             # list[MaskedSample]
                    pad_id: int,              # padding token id
                    pad_to_multiple_of: int = 8,
-                   glm: bool = False         # GLM block ids instead of entity intra ids
+                   glm: bool = False,        # GLM block ids instead of entity intra ids
+                   layout: str = 'glm',      # base position layout (`positions.LAYOUTS`); not 'glm': a third row of base ids
                   ) -> dict:                 # numpy arrays of the batch contract
     "Positions (one vectorized pass over the concatenated batch), labels and right padding of a list of masked samples."
     b = len(masked)
@@ -116,7 +117,8 @@ def assemble_batch(masked: list,             # list[MaskedSample]
         intra_b = part_b_intra(continues_entity(np.concatenate([m.b_entity for m in masked])), start)
     input_ids = np.full((b, L), pad_id, np.int64)
     labels = np.full((b, L), -100, np.int64)
-    pos = np.zeros((b, 2, L), np.int64)
+    pos = np.zeros((b, 2 if layout == 'glm' else 3, L), np.int64)
+    offset = glm_block_ids(start) - 1                  # offset of each Part B token in its span
     ar = np.arange(L, dtype=np.int64)
     for k, m in enumerate(masked):                   # one slice copy per sample and field, no per-token work
         a, t, ao, bo = la[k], tot[k], a_off[k], b_off[k]
@@ -124,6 +126,7 @@ def assemble_batch(masked: list,             # list[MaskedSample]
         labels[k, a:t] = m.part_b_out
         pos[k, 0, :a] = ar[:a]; pos[k, 0, a:t] = m.mask_pos[m.b_span]
         pos[k, 1, :a] = intra_a[ao:ao + a]; pos[k, 1, a:t] = intra_b[bo:bo + t - a]
+        if layout != 'glm': pos[k, 2, :t] = base_positions(layout, a, pos[k, 0, a:t], offset[bo:bo + t - a])
     attention_mask = (ar[None, :] < tot[:, None]).astype(np.int64)
     return dict(input_ids=input_ids, position_ids=pos, attention_mask=attention_mask, prefix_len=la, labels=labels)
 
@@ -138,6 +141,7 @@ class RecCollator:
                  pad_to_multiple_of: int = 8,   # pad the batch length up to a multiple of this
                  epoch: int = 0,                # epoch (see `set_epoch` / `epoch_callback`)
                  glm: bool | None = None,       # GLM block ids instead of entity intra ids (default: the config's GLM mode)
+                 layout: str = 'glm',           # base position layout (`positions.LAYOUTS`): the model's `config.layout`
                  return_tensors: str = 'pt'):   # 'pt' (torch tensors) or 'np'
         self.ids = tokenizer if isinstance(tokenizer, SpecialIds) else special_ids(tokenizer)
         self.mask_config = MaskConfig() if mask_config is None else mask_config
@@ -146,7 +150,7 @@ class RecCollator:
         self.max_length, self.seed, self.pad_to_multiple_of, self.epoch = max_length, seed, pad_to_multiple_of, epoch
         self.entity_aware = bool(getattr(self.mask_config, 'entity_aware', True))
         self.glm = (not self.entity_aware) if glm is None else bool(glm)
-        self.return_tensors = return_tensors
+        self.return_tensors, self.layout = return_tensors, layout
 
     def set_epoch(self, epoch: int):
         "Draw the masks of another epoch (every sample gets a fresh, still reproducible, draw)."
@@ -167,7 +171,7 @@ class RecCollator:
     def __call__(self, examples: list) -> dict:
         "Collate a list of examples into the batch dict (`input_ids`, `position_ids`, `attention_mask`, `prefix_len`, `labels`)."
         if not len(examples): raise ValueError('RecCollator: empty batch')
-        batch = assemble_batch(self.mask(examples), self.ids.pad, self.pad_to_multiple_of, self.glm)
+        batch = assemble_batch(self.mask(examples), self.ids.pad, self.pad_to_multiple_of, self.glm, self.layout)
         return {k: torch.from_numpy(v) for k, v in batch.items()} if self.return_tensors == 'pt' else batch
 
 # %% ../nbs/05_collate.ipynb #bf74ec27

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['run_counter', 'continues_entity', 'part_a_intra', 'part_b_intra', 'span_starts', 'glm_block_ids', 'inter_positions',
-           'position_ids_2d', 'prefix_lm_mask', 'attention_compact', 'expand_attention', 'plot_position_table',
-           'plot_attention']
+__all__ = ['LAYOUTS', 'run_counter', 'continues_entity', 'part_a_intra', 'part_b_intra', 'span_starts', 'glm_block_ids',
+           'inter_positions', 'position_ids_2d', 'base_positions', 'prefix_lm_mask', 'attention_compact',
+           'expand_attention', 'plot_position_table', 'plot_attention']
 
 # %% ../nbs/04_positions.ipynb #db3e5a4f
 def run_counter(restart: np.ndarray  # bool [n]: True where the count restarts at 1 (index 0 always restarts)
@@ -88,16 +88,34 @@ def position_ids_2d(a_entity: np.ndarray,  # int [la]: Part A entity index per t
                     mask_pos: np.ndarray,  # int [m]: mask token position per span, Part B order
                     b_span: np.ndarray,    # int [lb]: span index per Part B token
                     b_entity: np.ndarray,  # int [lb]: entity index per Part B input token (-1 for [sop] and plain)
-                    glm: bool = False      # GLM block ids (1..len+1 per span, 0 in Part A) instead of entity intra ids
-                   ) -> np.ndarray:        # int64 [2, la + lb]: row 0 inter, row 1 intra
-    "Both position rows of one sample (Part A then Part B), with RecSysLLM's entity intra ids or GLM's block ids."
+                    glm: bool = False,     # GLM block ids (1..len+1 per span, 0 in Part A) instead of entity intra ids
+                    layout: str = 'glm',   # where the base model's own positions put Part B (`LAYOUTS`); 'glm': no third row
+                   ) -> np.ndarray:        # int64 [2, la + lb] (inter, intra), or [3, la + lb] (inter, intra, base)
+    "The position rows of one sample (Part A then Part B): inter, intra (entity ids or GLM's block ids), and base if the layout needs one."
     la = len(a_entity)
     if len(b_entity) != len(b_span):
         raise ValueError(f'position_ids_2d: b_entity has {len(b_entity)} tokens but b_span has {len(b_span)}')
     start = span_starts(b_span)
     if glm: intra = np.concatenate([np.zeros(la, np.int64), glm_block_ids(start)])
     else: intra = np.concatenate([part_a_intra(a_entity), part_b_intra(continues_entity(b_entity), start)])
-    return np.stack([inter_positions(la, mask_pos, b_span), intra])
+    inter = inter_positions(la, mask_pos, b_span)
+    if layout == 'glm': return np.stack([inter, intra])
+    return np.stack([inter, intra, base_positions(layout, la, inter[la:], glm_block_ids(start) - 1)])
+
+# %% ../nbs/04_positions.ipynb #196878f5
+LAYOUTS = ('glm', 'inplace', 'append')  # base position layouts (see `base_positions`)
+
+def base_positions(layout: str,          # one of `LAYOUTS`
+                   la: int,              # length of Part A
+                   inter_b: np.ndarray,  # int [lb]: inter-position of each Part B token (its span's mask position)
+                   offset_b: np.ndarray, # int [lb]: offset of each Part B token in its span (0 at `[sop]`)
+                  ) -> np.ndarray:       # int64 [la + lb]
+    "THE base-position rule: Part A counts 0..la-1; Part B at its mask ('glm'), after its mask ('inplace') or after Part A ('append')."
+    if layout not in LAYOUTS: raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
+    ib, ob = np.asarray(inter_b, np.int64), np.asarray(offset_b, np.int64)
+    if ib.shape != ob.shape: raise ValueError(f'base_positions: inter_b {ib.shape} and offset_b {ob.shape} differ')
+    b = ib if layout == 'glm' else ib + ob if layout == 'inplace' else la + np.arange(len(ib), dtype=np.int64)
+    return np.concatenate([np.arange(la, dtype=np.int64), b])
 
 # %% ../nbs/04_positions.ipynb #d54e489c
 def prefix_lm_mask(prefix_len,        # int [b]: length of Part A per sample (GLM's `sep`); torch or numpy

