@@ -11,7 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import recsysllm_nb.glm, recsysllm_nb.adapter  # noqa: F401  (registers our model types with the Auto classes)
 from .data import Tables, Split, load_ml100k, leave_one_out
 from .textualize import item_names
-from .entities import special_ids
+from .entities import special_ids, add_special_tokens
+from .pretrained import PRETRAINED, load_pretrained
+from .sources import load_dataset
 from .trie import EntityTrie, next_item_prompt, generate_entities
 
 # %% auto #0
@@ -28,13 +30,23 @@ FIRST = ('no trained model in {path}. Train one first, for example by running th
 def load_model(path=DEMO_MODEL,  # folder of a saved model (`save_pretrained`): GLM, adapter or any causal LM
                tokenizer=None    # folder of its tokenizer (default: the model folder)
               ) -> tuple:        # (model in eval mode, tokenizer)
-    "A trained model and its tokenizer from local folders; a clear message of what to run first when there is none."
+    """A trained model and its tokenizer from local folders, or a registered pre-trained LLM as it is (zero-shot, with the
+    method's tokens and the pre-trained layout); a clear message of what to run first when there is none."""
+    if str(path) in PRETRAINED and not Path(path).exists():
+        from recsysllm_nb.train import PRETRAINED_LAYOUT
+        from recsysllm_nb.adapter import RecAdapterForCausalLM
+        lm, tok, _ = load_pretrained(str(path))
+        return RecAdapterForCausalLM.from_base(lm, layout=PRETRAINED_LAYOUT).eval(), tok
     p = Path(path)
     if not (p / 'config.json').exists(): raise FileNotFoundError(FIRST.format(path=p))
     tp = Path(tokenizer) if tokenizer else p
     if not any((tp / f).exists() for f in ('tokenizer.json', 'tokenizer_config.json')):
         raise FileNotFoundError(f'no tokenizer in {tp}: pass the folder of the tokenizer the model was trained with')
-    return AutoModelForCausalLM.from_pretrained(str(p)).eval(), AutoTokenizer.from_pretrained(str(tp))
+    tok = AutoTokenizer.from_pretrained(str(tp))
+    add_special_tokens(tok)   # a no-op for a tokenizer saved by training; a plain LLM's tokenizer gains them
+    m = AutoModelForCausalLM.from_pretrained(str(p))
+    if m.get_input_embeddings().weight.shape[0] < len(tok): m.resize_token_embeddings(len(tok))
+    return m.eval(), tok
 
 # %% ../nbs/09a_decode_demo.ipynb #dccafcea
 def recommend(model, tokenizer,           # a trained model and its tokenizer
@@ -56,6 +68,7 @@ def recommend(model, tokenizer,           # a trained model and its tokenizer
 
 @call_parse
 def recsysllm_recommend(user: str,                 # user id (MovieLens-100K: 1 to 943)
+                        dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>', 'tables:<folder>' or 'seq:<folder>' (as recsysllm_data)
                         k: int = 10,               # titles to print
                         model: str = None,         # folder of the trained model (default: runs/decode_demo/final)
                         tokenizer: str = None,     # folder of its tokenizer (default: the model folder)
@@ -67,7 +80,7 @@ def recsysllm_recommend(user: str,                 # user id (MovieLens-100K: 1 
     try: m, tok = load_model(model or DEMO_MODEL, tokenizer)
     except FileNotFoundError as e:
         print(e, file=sys.stderr); raise SystemExit(2)
-    tables = load_ml100k(data)
+    tables = load_ml100k(data) if dataset == 'ml-100k' else load_dataset(dataset)
     hits = recommend(m, tok, tables, leave_one_out(tables, seed=seed), user, k, beams, keep_seen)
     print(f'top {k} for user {user}:')
     for i, h in enumerate(hits): print(f'{i + 1:>3}. {h.name}  ({h.score:.3f})')

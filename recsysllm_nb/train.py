@@ -21,6 +21,8 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsA
 from transformers.trainer_utils import get_last_checkpoint
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from .data import load_ml100k, leave_one_out
+from .sources import load_dataset
+from .pretrained import pretrained_lm
 from .textualize import textualize_corpus
 from .entities import add_special_tokens, demo_tokenizer, tokenize_samples
 from .masking import MaskConfig
@@ -29,10 +31,10 @@ from .glm import GLMConfig, GLMForCausalLM
 from .adapter import RecAdapterConfig, RecAdapterForCausalLM, lora_targets, tiny_base_config
 
 # %% auto #0
-__all__ = ['SIZES', 'MODEL_KINDS', 'DS_AUTO_KEYS', 'MixedDataset', 'model_config', 'nf4_config', 'build_model', 'is_quantized',
-           'apply_lora', 'trainable_parameters', 'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes',
-           'training_args', 'load_tokenizer', 'ml100k_sources', 'TrainResult', 'train', 'plot_losses', 'pretrain_demo',
-           'check_deepspeed_config', 'recsysllm_train']
+__all__ = ['SIZES', 'MODEL_KINDS', 'PRETRAINED_LAYOUT', 'DS_AUTO_KEYS', 'MixedDataset', 'model_config', 'nf4_config',
+           'new_token_rows', 'build_model', 'is_quantized', 'apply_lora', 'trainable_parameters', 'EpochCallback',
+           'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args', 'load_tokenizer', 'ml100k_sources',
+           'TrainResult', 'train', 'plot_losses', 'pretrain_demo', 'check_deepspeed_config', 'recsysllm_train']
 
 # %% ../nbs/08_train.ipynb #46160a8a
 class MixedDataset(Dataset):
@@ -122,13 +124,21 @@ def _device_map():
     "Where a quantized model goes: this process's GPU (one per process under torchrun / accelerate), else the CPU."
     return {'': int(os.environ.get('LOCAL_RANK', 0))} if torch.cuda.is_available() else 'cpu'
 
-def _load(path, qlora, dtype):
-    "A local checkpoint: our own model types load as they are; a plain causal LM is wrapped by the adapter."
+PRETRAINED_LAYOUT = 'append'   # base-position layout of a pre-trained causal LM (chosen in `08b_layouts`)
+
+def _load(path, qlora, dtype, layout=None):
+    "A local checkpoint: our own model types load as they are; a plain causal LM is wrapped by the adapter with `layout`."
     kw = dict(dtype=dtype) if dtype is not None else {}
     if qlora: kw.update(quantization_config=nf4_config(), device_map=_device_map())
     mt = AutoConfig.from_pretrained(path).model_type
     if mt in (GLMConfig.model_type, RecAdapterConfig.model_type): return AutoModelForCausalLM.from_pretrained(path, **kw)
-    return RecAdapterForCausalLM.from_base(AutoModelForCausalLM.from_pretrained(path, attn_implementation='sdpa', **kw))
+    base = AutoModelForCausalLM.from_pretrained(path, attn_implementation='sdpa', **kw)
+    return RecAdapterForCausalLM.from_base(base, layout=layout or PRETRAINED_LAYOUT)
+
+def new_token_rows(model_path, tokenizer) -> list:
+    "Ids of the tokenizer's tokens that have no row in the checkpoint at `model_path` (the method's special tokens, added)."
+    v = AutoConfig.from_pretrained(str(pretrained_lm(model_path))).get_text_config().vocab_size
+    return list(range(v, len(tokenizer)))
 
 def build_model(kind: str = 'glm',          # model family: one of MODEL_KINDS (ignored with model_path)
                 size: str = 'tiny',         # size preset (ignored with model_path)
@@ -139,10 +149,11 @@ def build_model(kind: str = 'glm',          # model family: one of MODEL_KINDS (
                 dtype=None,                 # e.g. torch.bfloat16 for the weights (default float32)
                 seed: int = 0,              # fresh weights depend on this seed only
                 pad_token_id: int | None = None,  # the tokenizer's pad id
-                dropout: float = 0.0):      # GLM dropout of a fresh model
+                dropout: float = 0.0,       # GLM dropout of a fresh model
+                layout: str | None = None): # base-position layout of a wrapped causal LM (default `PRETRAINED_LAYOUT`)
     "A model of family `kind` and size `size` (fresh, seeded) or from `model_path`, optionally with 4-bit base weights."
     set_seed(seed)
-    if model_path is not None: model = _load(str(model_path), qlora, dtype)
+    if model_path is not None: model = _load(str(pretrained_lm(model_path)), qlora, dtype, layout)
     else:
         cfg = model_config(kind, size, vocab_size, max_length, pad_token_id, dropout)
         model = (GLMForCausalLM if kind == 'glm' else RecAdapterForCausalLM)(cfg)
@@ -166,18 +177,20 @@ def apply_lora(model,                     # a GLM, an adapter model or any HF ca
                alpha: int | None = None,  # LoRA alpha (scale alpha / r); default 2 * rank
                dropout: float = 0.05,     # dropout on the LoRA input
                targets=None,              # target module names; default `lora_targets(model)`
-               modules_to_save=None,      # modules trained in full; default: the adapter's intra-position table, if any
-               gradient_checkpointing: bool = False):  # (quantized models) let peft prepare for gradient checkpointing
+               modules_to_save=None,      # modules trained in full; default: the adapter's 2D position tables, if any
+               gradient_checkpointing: bool = False,  # (quantized models) let peft prepare for gradient checkpointing
+               token_indices=None):       # embedding rows trained without unfreezing the table (new special tokens)
     "Wrap `model` with peft LoRA adapters; a 4-bit / 8-bit model is prepared for k-bit training first."
     if rank < 1: raise ValueError(f'apply_lora: rank must be >= 1, got {rank} (rank 0 means full training: do not call apply_lora)')
     targets = list(targets) if targets is not None else lora_targets(model)
     if modules_to_save is None:
-        modules_to_save = ['intra_position_embeddings'] if hasattr(model, 'intra_position_embeddings') else None
+        modules_to_save = [n for n in ('intra_position_embeddings', 'inter_position_embeddings') if hasattr(model, n)] or None
     if is_quantized(model):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={'use_reentrant': False})
     cfg = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=targets,
-                     modules_to_save=modules_to_save, bias='none')
+                     modules_to_save=modules_to_save, bias='none', trainable_token_indices=list(token_indices) or None
+                     if token_indices is not None else None)
     return get_peft_model(model, cfg)
 
 def trainable_parameters(model) -> tuple[int, int]:
@@ -206,7 +219,9 @@ class TrainConfig:
     "Everything a training run needs; the command line `recsysllm_train` takes the same names."
     model: str = 'glm'              # model family: glm | llama | qwen2 | gpt2
     size: str = 'tiny'              # size preset: tiny | small | base | 1b (see SIZES)
-    model_path: str | None = None   # local checkpoint to start from (its tokenizer too, if it has one)
+    model_path: str | None = None   # local checkpoint or registered pre-trained LLM (e.g. 'smollm2-135m'); its tokenizer too
+    layout: str | None = None       # base-position layout of a wrapped causal LM (default `PRETRAINED_LAYOUT`)
+    dataset: str = 'ml-100k'        # training data, as `recsysllm_data`: 'ml-100k', 'p5:<dir>', 'tables:<dir>', 'seq:<dir>'
     tokenizer: str | None = None    # folder of a saved tokenizer; default: the demo tokenizer, cached in output_dir/tokenizer
     steps: int = 100                # optimizer steps
     lr: float = 1e-3                # peak learning rate (paper, GLM-10B + LoRA: 1e-5; small fresh models need ~1e-3)
@@ -263,17 +278,21 @@ def training_args(cfg: TrainConfig) -> TrainingArguments:
 
 # %% ../nbs/08_train.ipynb #471035c1
 def load_tokenizer(cfg: TrainConfig):
-    "The run's tokenizer: `cfg.tokenizer`, else the checkpoint's own (special tokens added), else the demo tokenizer cached in output_dir."
-    if cfg.tokenizer is not None: return demo_tokenizer(cfg.tokenizer)
-    if cfg.model_path is not None and any((Path(cfg.model_path) / f).exists() for f in ('tokenizer.json', 'tokenizer_config.json')):
-        tok = AutoTokenizer.from_pretrained(cfg.model_path); add_special_tokens(tok); return tok
-    return demo_tokenizer(Path(cfg.output_dir) / 'tokenizer')
+    "The run's tokenizer with the method's special tokens: `cfg.tokenizer`, else the checkpoint's own, else the demo tokenizer."
+    mp = None if cfg.model_path is None else pretrained_lm(cfg.model_path)
+    if cfg.tokenizer is not None: tok = demo_tokenizer(cfg.tokenizer)
+    elif mp is not None and any((mp / f).exists() for f in ('tokenizer.json', 'tokenizer_config.json')):
+        tok = AutoTokenizer.from_pretrained(str(mp))
+    else: tok = demo_tokenizer(Path(cfg.output_dir) / 'tokenizer')
+    add_special_tokens(tok)   # a no-op for the demo tokenizer; a real LLM's tokenizer gains them here
+    return tok
 
 def ml100k_sources(tokenizer,              # the run's tokenizer
                    max_tokens: int = 200,  # about this many tokens of a whole-history text (oldest items dropped)
-                   seed: int = 0) -> dict:  # seed of the history sampling
-    "Two sources over the MovieLens-100K training split: 'sampled' (20 items over long / medium / short periods) and 'history' (whole histories)."
-    tables = load_ml100k(); split = leave_one_out(tables, seed=seed)
+                   seed: int = 0,          # seed of the history sampling
+                   dataset: str = 'ml-100k') -> dict:  # any `recsysllm_data` dataset ('ml-100k', 'seq:<dir>', ...)
+    "Two sources over the dataset's training split: 'sampled' (20 items over long / medium / short periods) and 'history' (whole histories)."
+    tables = load_ml100k() if dataset == 'ml-100k' else load_dataset(dataset); split = leave_one_out(tables, seed=seed)
     sampled = textualize_corpus(tables, split, seed=seed)
     # a character budget (about 4 characters per token) keeps the features and the newest items; the collator cuts the rest
     history = textualize_corpus(tables, split, n_items=None, max_chars=4 * max_tokens)
@@ -316,14 +335,17 @@ def train(cfg: TrainConfig,        # the run
     with args.main_process_first(desc='tokenizer and data'):
         if tokenizer is None: tokenizer = load_tokenizer(cfg)
         if dataset is None:
-            src = ml100k_sources(tokenizer, max_tokens=int(cfg.max_length * 0.7), seed=cfg.seed)
+            src = ml100k_sources(tokenizer, max_tokens=int(cfg.max_length * 0.7), seed=cfg.seed, dataset=cfg.dataset)
             dataset = MixedDataset(src, dict(zip(src, cfg.mix)), seed=cfg.seed)
     if model is None:
         model = build_model(cfg.model, cfg.size, len(tokenizer), cfg.max_length, cfg.model_path, cfg.qlora,
-                            torch.bfloat16 if cfg.bf16 and cfg.lora_rank else None, cfg.seed, tokenizer.pad_token_id, cfg.dropout)
+                            torch.bfloat16 if cfg.bf16 and cfg.lora_rank else None, cfg.seed, tokenizer.pad_token_id, cfg.dropout,
+                            cfg.layout)
+        new = new_token_rows(cfg.model_path, tokenizer) if cfg.model_path is not None else None
         if cfg.lora_rank: model = apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
-                                             gradient_checkpointing=cfg.gradient_checkpointing)
-    if collator is None: collator = RecCollator(tokenizer, MaskConfig(level_probs=cfg.level_probs), cfg.max_length, cfg.seed)
+                                             gradient_checkpointing=cfg.gradient_checkpointing, token_indices=new)
+    if collator is None: collator = RecCollator(tokenizer, MaskConfig(level_probs=cfg.level_probs), cfg.max_length, cfg.seed,
+                                                layout=getattr(model.config, 'layout', 'glm'))
     cbs = [EpochCallback(dataset, collator)] + ([StopAtStep(cfg.stop_at)] if cfg.stop_at else []) + list(callbacks)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=cbs)
     t0 = time.time()
@@ -416,7 +438,9 @@ def check_deepspeed_config(path) -> dict:
 def recsysllm_train(
     model: str = 'glm',               # model family: glm | llama | qwen2 | gpt2
     size: str = 'tiny',               # size preset: tiny | small | base | 1b
-    model_path: str = None,           # local checkpoint folder to start from (no downloads)
+    model_path: str = None,           # local checkpoint folder, or a registered pre-trained LLM ('smollm2-135m'); no downloads
+    dataset: str = 'ml-100k',         # 'ml-100k', 'p5:<folder>', 'tables:<folder>' or 'seq:<folder>' (as recsysllm_data)
+    layout: str = None,               # base-position layout of a pre-trained causal LM: glm | inplace | append
     tokenizer: str = None,            # folder of a saved tokenizer (default: demo tokenizer cached in output_dir)
     steps: int = 100,                 # optimizer steps
     lr: float = 1e-3,                 # peak learning rate (linear warmup, then linear decay)
@@ -437,7 +461,7 @@ def recsysllm_train(
     no_progress: store_true = False,  # no progress bar
 ):
     "Train a RecSysLLM model on textualized MovieLens-100K (LoRA, QLoRA or full); the launchers' entry point."
-    cfg = TrainConfig(model=model, size=size, model_path=model_path, tokenizer=tokenizer, steps=steps, lr=lr,
+    cfg = TrainConfig(model=model, size=size, model_path=model_path, tokenizer=tokenizer, dataset=dataset, layout=layout, steps=steps, lr=lr,
                       batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lora_rank=lora_rank, qlora=qlora,
                       warmup=warmup, weight_decay=weight_decay, seed=seed, output_dir=output_dir, save_steps=save_steps,
                       resume=resume, bf16=bf16, gradient_checkpointing=gradient_checkpointing, deepspeed=deepspeed,

@@ -422,9 +422,10 @@ def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # cand
             cache = _cache_of(model(**a_in, use_cache=True))
             cache.batch_repeat_interleave(C)
             logits = model(input_ids=t(inp), position_ids=t(pos), prefix_len=t(np.full(C, la)), cache=cache, use_cache=True,
-                           attention_mask=t(np.concatenate([np.ones((C, la), np.int64), real], 1))).logits
-            lp = torch.log_softmax(logits.float(), -1).gather(2, t(tgt).clamp(min=0)[..., None])[..., 0]
-            s = (lp * t(real)).sum(1)
+                           attention_mask=t(np.concatenate([np.ones((C, la), np.int64), real], 1))).logits[t(real)].float()
+            # only the real positions, and log p = logit - logsumexp: no second [tokens, vocab] tensor
+            lp = logits.gather(1, t(tgt[real])[:, None])[:, 0] - torch.logsumexp(logits, -1)
+            s = torch.zeros(C, dtype=lp.dtype, device=dev).index_add_(0, t(np.repeat(np.arange(C), lens)), lp)
         if per_token: s = s / t(lens)
         hits += [Hit(trie.name_of[c], [c], float(v), trie.tokens_of[c]) for c, v in zip(chunk, s.tolist())]
     return sorted(hits, key=lambda h: -h.score)

@@ -64,3 +64,40 @@ def test_with_method_tokens_on_a_local_folder(tmp_path):
     m.save_pretrained(tmp_path / 'm'); tok.save_pretrained(tmp_path / 'm')
     model, tok2, new = P.load_pretrained(str(tmp_path / 'm'))
     assert new == [] and len(tok2) == n                            # the demo tokenizer has them already
+
+
+def test_train_cli_with_a_real_tokenizer_and_own_data(tmp_path):
+    "The command a new user tried: a real LLM folder as model and tokenizer (special tokens added by the entry point),"
+    " on data given with --dataset; one LoRA step (new token rows trained through trainable_token_indices)."
+    import subprocess, sys, json as _json
+    from pathlib import Path
+    folder = str(P.pretrained_lm()); fixture = Path(__file__).resolve().parents[1] / 'data_samples' / 'seq_fixture'
+    exe = Path(sys.executable).parent / 'recsysllm_train'
+    r = subprocess.run([str(exe), '--model', 'llama', '--model_path', folder, '--tokenizer', folder, '--steps', '1',
+                        '--batch_size', '1', '--max_length', '64', '--dataset', f'seq:{fixture}', '--output_dir',
+                        str(tmp_path / 'run'), '--no_progress'], capture_output=True, text=True, timeout=600,
+                       env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = _json.loads(r.stdout.strip().splitlines()[-1])
+    assert report['steps'] == 1 and report['last_loss'] > 0
+    cfg = _json.loads((tmp_path / 'run' / 'final' / 'adapter_config.json').read_text())
+    assert cfg['trainable_token_indices'] and min(next(iter(cfg['trainable_token_indices'].values()))
+                                                    if isinstance(cfg['trainable_token_indices'], dict)
+                                                    else cfg['trainable_token_indices']) >= 49152
+
+
+def test_recommend_zero_shot_on_own_data():
+    "recsysllm_recommend with a registered pre-trained LLM (zero-shot) and --dataset: only real items come out."
+    import subprocess, sys
+    from pathlib import Path
+    fixture = Path(__file__).resolve().parents[1] / 'data_samples' / 'seq_fixture'
+    from recsysllm_nb.sequences import load_sequences
+    t = load_sequences(fixture); user = t.users['user_id'].iloc[0]
+    exe = Path(sys.executable).parent / 'recsysllm_recommend'
+    r = subprocess.run([str(exe), str(user), '--model', 'smollm2-135m', '--dataset', f'seq:{fixture}', '--k', '3',
+                        '--beams', '3'], capture_output=True, text=True, timeout=600,
+                       env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [l for l in r.stdout.splitlines() if l.strip()[:1].isdigit()]
+    titles = set(t.items['title'])
+    assert len(lines) == 3 and all(l.split('. ', 1)[1].rsplit('  (', 1)[0] in titles for l in lines), r.stdout
