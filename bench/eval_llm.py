@@ -23,7 +23,7 @@ from recsysllm_nb.textualize import item_names
 from recsysllm_nb.entities import special_ids
 from recsysllm_nb.pretrained import load_pretrained
 from recsysllm_nb.adapter import RecAdapterForCausalLM
-from recsysllm_nb.train import PRETRAINED_LAYOUT
+from recsysllm_nb.train import PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
 from recsysllm_nb.trie import EntityTrie, next_item_prompt, rank_candidates, generate_entities, Exclusion
 
 ap = argparse.ArgumentParser()
@@ -35,7 +35,7 @@ a = ap.parse_args()
 
 torch.manual_seed(0)
 lm, tok, _ = load_pretrained()
-model = RecAdapterForCausalLM.from_base(lm, layout=PRETRAINED_LAYOUT).eval()
+model = RecAdapterForCausalLM.from_base(lm, layout=PRETRAINED_LAYOUT, prefix_lm=PRETRAINED_PREFIX_LM).eval()
 ids = special_ids(tok)
 tables = load_ml100k(); split = leave_one_out(tables); names = item_names(tables.items)
 trie = EntityTrie.from_names(names, tok)

@@ -31,10 +31,11 @@ from .glm import GLMConfig, GLMForCausalLM
 from .adapter import RecAdapterConfig, RecAdapterForCausalLM, lora_targets, tiny_base_config
 
 # %% auto #0
-__all__ = ['SIZES', 'MODEL_KINDS', 'PRETRAINED_LAYOUT', 'DS_AUTO_KEYS', 'MixedDataset', 'model_config', 'nf4_config',
-           'new_token_rows', 'build_model', 'is_quantized', 'apply_lora', 'trainable_parameters', 'EpochCallback',
-           'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args', 'load_tokenizer', 'ml100k_sources',
-           'TrainResult', 'train', 'plot_losses', 'pretrain_demo', 'check_deepspeed_config', 'recsysllm_train']
+__all__ = ['SIZES', 'MODEL_KINDS', 'PRETRAINED_LAYOUT', 'PRETRAINED_PREFIX_LM', 'DS_AUTO_KEYS', 'MixedDataset', 'model_config',
+           'nf4_config', 'new_token_rows', 'build_model', 'is_quantized', 'apply_lora', 'trainable_parameters',
+           'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args', 'load_tokenizer',
+           'ml100k_sources', 'TrainResult', 'train', 'plot_losses', 'pretrain_demo', 'check_deepspeed_config',
+           'recsysllm_train']
 
 # %% ../nbs/08_train.ipynb #46160a8a
 class MixedDataset(Dataset):
@@ -124,16 +125,18 @@ def _device_map():
     "Where a quantized model goes: this process's GPU (one per process under torchrun / accelerate), else the CPU."
     return {'': int(os.environ.get('LOCAL_RANK', 0))} if torch.cuda.is_available() else 'cpu'
 
-PRETRAINED_LAYOUT = 'append'   # base-position layout of a pre-trained causal LM (chosen in `08b_layouts`)
+PRETRAINED_LAYOUT = 'append'     # base-position layout of a pre-trained causal LM (chosen in `08b_layouts`) ...
+PRETRAINED_PREFIX_LM = False     # ... with a causal Part A: SmolLM2 never saw bidirectional attention (`08b_layouts`)
 
-def _load(path, qlora, dtype, layout=None):
+def _load(path, qlora, dtype, layout=None, prefix_lm=None):
     "A local checkpoint: our own model types load as they are; a plain causal LM is wrapped by the adapter with `layout`."
     kw = dict(dtype=dtype) if dtype is not None else {}
     if qlora: kw.update(quantization_config=nf4_config(), device_map=_device_map())
     mt = AutoConfig.from_pretrained(path).model_type
     if mt in (GLMConfig.model_type, RecAdapterConfig.model_type): return AutoModelForCausalLM.from_pretrained(path, **kw)
     base = AutoModelForCausalLM.from_pretrained(path, attn_implementation='sdpa', **kw)
-    return RecAdapterForCausalLM.from_base(base, layout=layout or PRETRAINED_LAYOUT)
+    return RecAdapterForCausalLM.from_base(base, layout=layout or PRETRAINED_LAYOUT,
+                                           prefix_lm=PRETRAINED_PREFIX_LM if prefix_lm is None else prefix_lm)
 
 def new_token_rows(model_path, tokenizer) -> list:
     "Ids of the tokenizer's tokens that have no row in the checkpoint at `model_path` (the method's special tokens, added)."
@@ -150,10 +153,11 @@ def build_model(kind: str = 'glm',          # model family: one of MODEL_KINDS (
                 seed: int = 0,              # fresh weights depend on this seed only
                 pad_token_id: int | None = None,  # the tokenizer's pad id
                 dropout: float = 0.0,       # GLM dropout of a fresh model
-                layout: str | None = None): # base-position layout of a wrapped causal LM (default `PRETRAINED_LAYOUT`)
+                layout: str | None = None,  # base-position layout of a wrapped causal LM (default `PRETRAINED_LAYOUT`)
+                prefix_lm: bool | None = None):  # its Part A bidirectional? (default `PRETRAINED_PREFIX_LM`)
     "A model of family `kind` and size `size` (fresh, seeded) or from `model_path`, optionally with 4-bit base weights."
     set_seed(seed)
-    if model_path is not None: model = _load(str(pretrained_lm(model_path)), qlora, dtype, layout)
+    if model_path is not None: model = _load(str(pretrained_lm(model_path)), qlora, dtype, layout, prefix_lm)
     else:
         cfg = model_config(kind, size, vocab_size, max_length, pad_token_id, dropout)
         model = (GLMForCausalLM if kind == 'glm' else RecAdapterForCausalLM)(cfg)
