@@ -18,8 +18,8 @@ from .metrics import rank_from_scores, ranking_metrics, rating_metrics
 
 # %% auto #0
 __all__ = ['PARTS', 'EVALS', 'user_histories', 'torch_threads', 'Baseline', 'eval_sequential', 'direct_candidates', 'eval_direct',
-           'eval_rating', 'RandomScorer', 'Popularity', 'MF', 'BPRMF', 'SASRec', 'default_baselines', 'run_baselines',
-           'results_table', 'plot_baselines']
+           'eval_rating', 'RandomScorer', 'Popularity', 'MF', 'Budget', 'BPRMF', 'SASRec', 'default_baselines',
+           'run_baselines', 'results_table', 'plot_baselines']
 
 # %% ../nbs/12_baselines.ipynb #84294205
 PARTS = ('valid', 'test')
@@ -221,41 +221,70 @@ class MF(Baseline):
         u, i = torch.as_tensor(self.uix(users)), torch.as_tensor(self.iix(items))
         return (self.mu + self.bu(u)[:, 0] + self.bi(i)[:, 0] + (self.P(u) * self.Q(i)).sum(1)).numpy().astype('float64')
 
+# %% ../nbs/12_baselines.ipynb #3b1d9a21
+from dataclasses import dataclass, replace
+
+@dataclass(frozen=True)
+class Budget:
+    "How long a ranking baseline trains, early-stopped on validation NDCG@10."
+    epochs: int = 200      # at most this many epochs (SASRec's authors: 200)
+    patience: int = 10     # stop after this many evaluations without a better validation NDCG@10 (RecBole: 10)
+    eval_every: int = 1    # epochs between evaluations (the last epoch is always evaluated)
+    def __post_init__(self):
+        for k, v in vars(self).items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'Budget.{k} must be an integer >= 1, got {v!r}')
+
+def _budget(budget, **over) -> Budget:
+    "`budget` (default `Budget()`) with the fields given in `over` (None: kept)."
+    return replace(budget or Budget(), **{k: v for k, v in over.items() if v is not None})
+
+def _early_stopped(model, tables, split, epoch, budget: Budget, progress: bool = True):
+    "Call `epoch()` (it returns the epoch's mean loss) under `budget`; keep `model.net`'s state of the best validation NDCG@10."
+    best, state, bad, model.history_, t0 = -1.0, None, 0, [], time.perf_counter()
+    for ep in (bar := tqdm(range(budget.epochs), desc=model.name, disable=not progress)):
+        model.net.train(); loss = epoch()
+        if (ep + 1) % budget.eval_every and ep + 1 < budget.epochs: continue
+        model.net.eval(); v = eval_sequential(model, tables, split, 'valid', ks=(10,))['NDCG@10']
+        model.history_.append((ep + 1, loss, v))
+        if v > best: best, bad, state, model.best_epoch_ = v, 0, copy.deepcopy(model.net.state_dict()), ep + 1
+        else: bad += 1
+        bar.set_postfix(loss=f'{loss:.4f}', valid_ndcg10=f'{v:.4f}', best=f'{best:.4f}@{model.best_epoch_}')
+        if bad >= budget.patience: break
+    model.net.load_state_dict(state); model.net.eval()
+    model.best_valid_, model.epochs_, model.fit_seconds_ = best, ep + 1, time.perf_counter() - t0
+    return model
+
 # %% ../nbs/12_baselines.ipynb #0a4d8878
 class BPRMF(Baseline):
     "Matrix factorization trained with the BPR pairwise loss; early-stopped on validation NDCG@10 (full ranking)."
     name, tasks = 'BPR-MF', ('sequential', 'direct')
-    def __init__(self, dim=64, epochs=20, lr=1e-2, reg=1e-4, batch_size=2048, patience=4, progress=True, threads=1):
-        self.dim, self.epochs, self.lr, self.reg, self.bs, self.patience, self.progress = dim, epochs, lr, reg, batch_size, patience, progress
-        self.threads = threads
+    def __init__(self, dim=64, lr=1e-3, reg=1e-4, batch_size=2048, budget: Budget | None = None,
+                 epochs=None, patience=None, eval_every=None, progress=True, threads=1):   # epochs...: override `budget`
+        self.dim, self.lr, self.reg, self.bs, self.progress, self.threads = dim, lr, reg, batch_size, progress, threads
+        self.budget = _budget(budget, epochs=epochs, patience=patience, eval_every=eval_every)
 
     @_threaded
     def fit(self, tables, split, seed=0):
-        "Train on `split.train` pairs; keep the epoch with the best NDCG@10 on `split.valid`."
+        "Train on `split.train` pairs (one fresh negative per pair and epoch); keep the epoch with the best validation NDCG@10."
         self._setup(tables, split); torch.manual_seed(seed); rng = np.random.default_rng(seed)
-        self.P, self.Q = nn.Embedding(self.n_users, self.dim), nn.Embedding(self.n_items, self.dim)
-        for e in (self.P, self.Q): nn.init.normal_(e.weight, std=0.1)
-        opt = torch.optim.Adam(list(self.P.parameters()) + list(self.Q.parameters()), lr=self.lr)
-        best, best_state, bad, self.history_ = -1.0, None, 0, []
-        for ep in (bar := tqdm(range(self.epochs), desc='BPR-MF', disable=not self.progress)):
+        self.net = nn.ModuleDict(dict(P=nn.Embedding(self.n_users, self.dim), Q=nn.Embedding(self.n_items, self.dim)))
+        for e in self.net.values(): nn.init.normal_(e.weight, std=0.1)
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        P, Q = self.net['P'], self.net['Q']
+        def epoch():
             perm = rng.permutation(len(self.tu)); u, i = self.tu[perm], self.ti[perm]; j = self._negatives(u, rng)
+            tot = []
             for ub, ib, jb in zip(*(torch.as_tensor(a).split(self.bs) for a in (u, i, j))):
-                pu, qi, qj = self.P(ub), self.Q(ib), self.Q(jb)
+                pu, qi, qj = P(ub), Q(ib), Q(jb)
                 loss = -F.logsigmoid((pu * (qi - qj)).sum(1)).mean() + self.reg * (pu.pow(2) + qi.pow(2) + qj.pow(2)).sum(1).mean()
-                opt.zero_grad(); loss.backward(); opt.step()
-            v = eval_sequential(self, tables, split, 'valid', ks=(10,))['NDCG@10']; self.history_.append(v)
-            bar.set_postfix(valid_ndcg10=f'{v:.4f}')
-            if v > best: best, bad, best_state = v, 0, copy.deepcopy((self.P.state_dict(), self.Q.state_dict()))
-            else:
-                bad += 1
-                if bad >= self.patience: break
-        self.P.load_state_dict(best_state[0]); self.Q.load_state_dict(best_state[1]); self.best_valid_ = best
-        return self
+                opt.zero_grad(); loss.backward(); opt.step(); tot.append(loss.item())
+            return float(np.mean(tot))
+        return _early_stopped(self, tables, split, epoch, self.budget, self.progress)
 
     @_threaded
     @torch.no_grad()
     def score_all(self, users, history=None):
-        return (self.P(torch.as_tensor(self.uix(users))) @ self.Q.weight.T).numpy()
+        return (self.net['P'](torch.as_tensor(self.uix(users))) @ self.net['Q'].weight.T).numpy()
 
 # %% ../nbs/12_baselines.ipynb #b021d31b
 class _SASNet(nn.Module):
@@ -269,23 +298,26 @@ class _SASNet(nn.Module):
         for e in (self.item, self.pos): nn.init.normal_(e.weight, std=0.02)   # small: N(0, 1) x sqrt(d) saturates the BCE for many epochs
         with torch.no_grad(): self.item.weight[0] = 0
 
-    def forward(self, seq):   # seq: int64 [b, L] item index + 1, 0 = padding on the left
+    def forward(self, seq):   # seq: int64 [b, L <= max_len] item index + 1, 0 = padding on the left; last column = latest
         b, L = seq.shape
         real = seq > 0
-        x = self.drop(self.item(seq) * self.item.embedding_dim ** 0.5 + self.pos.weight[:L]) * real[..., None]
+        x = self.drop(self.item(seq) * self.item.embedding_dim ** 0.5 + self.pos.weight[-L:]) * real[..., None]
         eye = torch.eye(L, dtype=torch.bool)
         ok = torch.ones(L, L, dtype=torch.bool).tril()[None] & (real[:, None, :] | eye[None])   # [b, L(query), L(key)]
         mask = torch.zeros(b, L, L).masked_fill(~ok, float('-inf')).repeat_interleave(self.n_heads, 0)
         return self.norm(self.blocks(x, mask=mask))
 
 class SASRec(Baseline):
-    "SASRec (Kang & McAuley 2018): causal self-attention over the last `max_len` items, BCE with one sampled negative per position."
+    "SASRec (Kang & McAuley 2018): causal self-attention over the last `max_len` items, next-item loss at every position."
     name, tasks = 'SASRec', ('sequential', 'direct')
-    def __init__(self, dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.2, epochs=10, lr=3e-3, batch_size=128,
-                 patience=3, eval_every=1, windows=True, progress=True, threads=1):
+    def __init__(self, dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.5,
+                 loss='ce',              # 'ce': softmax over all items (RecBole); 'bce': one sampled negative (the authors)
+                 lr=1e-3, batch_size=256, budget: Budget | None = None, epochs=None, patience=None, eval_every=None,
+                 windows=True, progress=True, threads=1):
+        if loss not in ('ce', 'bce'): raise ValueError(f"SASRec: loss must be 'ce' or 'bce', got {loss!r}")
         self.dim, self.max_len, self.n_blocks, self.n_heads, self.dropout = dim, max_len, n_blocks, n_heads, dropout
-        self.epochs, self.lr, self.bs, self.patience, self.eval_every, self.progress = epochs, lr, batch_size, patience, eval_every, progress
-        self.threads = threads
+        self.loss, self.lr, self.bs, self.progress, self.threads = loss, lr, batch_size, progress, threads
+        self.budget = _budget(budget, epochs=epochs, patience=patience, eval_every=eval_every)
         self.windows = windows   # True: every training interaction is a target once per epoch (sequences cut into max_len windows); False: last window only (Kang)
 
     def _pad(self, seqs):
@@ -296,41 +328,48 @@ class SASRec(Baseline):
             if len(s): out[k, -len(s):] = s + 1
         return out
 
-    @_threaded
-    def fit(self, tables, split, seed=0):
-        "Train on the users' training sequences (`split.train`); keep the epoch with the best validation NDCG@10."
-        self._setup(tables, split); torch.manual_seed(seed); rng = np.random.default_rng(seed)
-        order = np.argsort(self.tu, kind='stable')               # train rows are time-ordered within each user
+    def _examples(self):
+        "Inputs, next items (both padded) and owners of the training windows, from `split.train` (time-ordered per user)."
+        order = np.argsort(self.tu, kind='stable')
         bounds = np.flatnonzero(np.diff(self.tu[order])) + 1
         ins, outs, owners = [], [], []
         for s, us in zip(np.split(self.ti[order], bounds), np.split(self.tu[order], bounds)):
             ends = range(len(s), 1, -self.max_len) if self.windows else ([len(s)] if len(s) >= 2 else [])
             for e in ends:   # windows of max_len next-item steps, from the latest backwards
                 a = max(0, e - self.max_len - 1); ins.append(s[a:e - 1]); outs.append(s[a + 1:e]); owners.append(int(us[0]))
-        inp, pos = self._pad(ins), self._pad(outs)
-        owner = np.repeat(np.asarray(owners), self.max_len).reshape(len(ins), self.max_len)
-        seqs = ins
+        return self._pad(ins), self._pad(outs), np.repeat(np.asarray(owners), self.max_len).reshape(len(ins), self.max_len)
+
+    def _batches(self, lengths, rng):
+        "Shuffled batches of `batch_size` windows, similar lengths together (sorted within chunks of 32 batches): less padding."
+        perm, k = rng.permutation(len(lengths)), self.bs * 32
+        chunks = [c[np.argsort(lengths[c], kind='stable')] for c in np.split(perm, range(k, len(perm), k))]
+        bs = [b for c in chunks for b in np.split(c, range(self.bs, len(c), self.bs))]
+        return [bs[i] for i in rng.permutation(len(bs))]
+
+    def _loss(self, h, p, n):
+        "Mean next-item loss over the real positions (`p > 0`) of hidden states `h` [b, L, d]."
+        m = p > 0; h = h[m]
+        if self.loss == 'ce': return F.cross_entropy(h @ self.net.item.weight[1:].T, p[m] - 1)
+        lp, ln = (h * self.net.item(p[m])).sum(-1), (h * self.net.item(n[m])).sum(-1)
+        return F.binary_cross_entropy_with_logits(lp, torch.ones_like(lp)) + F.binary_cross_entropy_with_logits(ln, torch.zeros_like(ln))
+
+    @_threaded
+    def fit(self, tables, split, seed=0):
+        "Train on the users' training sequences (`split.train`); keep the epoch with the best validation NDCG@10."
+        self._setup(tables, split); torch.manual_seed(seed); rng = np.random.default_rng(seed)
+        inp, pos, owner = self._examples()
         self.net = _SASNet(self.n_items, self.dim, self.max_len, self.n_blocks, self.n_heads, self.dropout)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.9, 0.98))
-        best, best_state, bad, self.history_ = -1.0, None, 0, []
-        for ep in (bar := tqdm(range(self.epochs), desc='SASRec', disable=not self.progress)):
-            self.net.train()
-            neg = self._negatives(owner.reshape(-1), rng).reshape(owner.shape) + 1
-            for b in torch.as_tensor(rng.permutation(len(seqs))).split(self.bs):
-                x, p, n = (torch.as_tensor(a[b.numpy()]) for a in (inp, pos, neg))
-                h = self.net(x); m = p > 0
-                lp, ln = (h * self.net.item(p)).sum(-1)[m], (h * self.net.item(n)).sum(-1)[m]
-                loss = F.binary_cross_entropy_with_logits(lp, torch.ones_like(lp)) + F.binary_cross_entropy_with_logits(ln, torch.zeros_like(ln))
-                opt.zero_grad(); loss.backward(); opt.step()
-            if (ep + 1) % self.eval_every and ep + 1 < self.epochs: continue
-            v = eval_sequential(self, tables, split, 'valid', ks=(10,))['NDCG@10']; self.history_.append(v)
-            bar.set_postfix(loss=f'{loss.item():.3f}', valid_ndcg10=f'{v:.4f}')
-            if v > best: best, bad, best_state = v, 0, copy.deepcopy(self.net.state_dict())
-            else:
-                bad += 1
-                if bad >= self.patience: break
-        self.net.load_state_dict(best_state); self.net.eval(); self.best_valid_ = best
-        return self
+        def epoch():
+            neg = self._negatives(owner.reshape(-1), rng).reshape(owner.shape) + 1 if self.loss == 'bce' else pos
+            tot = []
+            for b in self._batches((inp > 0).sum(1), rng):
+                c = self.max_len - int((inp[b] > 0).sum(1).max())   # drop the columns that are padding in the whole batch
+                x, p, n = (torch.as_tensor(a[b, c:]) for a in (inp, pos, neg))
+                loss = self._loss(self.net(x), p, n)
+                opt.zero_grad(); loss.backward(); opt.step(); tot.append(loss.item())
+            return float(np.mean(tot))
+        return _early_stopped(self, tables, split, epoch, self.budget, self.progress)
 
     @_threaded
     @torch.no_grad()
