@@ -6,7 +6,8 @@
 (seed 0): the model trains on the training part, is early-stopped on validation NDCG@10, and is evaluated once on the
 test users (full ranking over all items, history excluded, as `eval_sequential`). The last line is one JSON object:
 test HR@5 / NDCG@5 / HR@10 / NDCG@10, epochs run, best epoch, fit seconds, the validation curve, and the standard
-error sqrt(p (1 - p) / n) of each hit rate. With --paper beauty the published SASRec row (paper Table 4) is printed beside.
+error sqrt(p (1 - p) / n) of each hit rate. With --paper beauty the published SASRec row (paper Table 4) is printed
+beside.
 """
 import argparse, json, sys, time
 from pathlib import Path
@@ -40,19 +41,22 @@ def main(argv=None):
         m = SASRec(dim=a.dim, max_len=a.max_len, n_blocks=a.blocks, n_heads=a.heads, dropout=a.dropout, loss=a.loss,
                    lr=a.lr, batch_size=a.batch or 256, budget=budget, threads=a.threads)
     else: m = BPRMF(dim=a.dim, lr=a.lr, reg=a.reg, batch_size=a.batch or 2048, budget=budget, threads=a.threads)
-    print(f'{tables.name}: {len(tables.users):,} users, {len(tables.items):,} items, {len(split.train):,} training rows; {m!r} {vars(a)}')
+    print(f'{tables.name}: {len(tables.users):,} users, {len(tables.items):,} items,',
+          f'{len(split.train):,} training rows;',
+          m, vars(a))
     m.fit(tables, split, seed=a.seed)
     res = eval_sequential(m, tables, split, 'test')
     out = {k: round(res[k], 4) for k in ('HR@5', 'NDCG@5', 'HR@10', 'NDCG@10')}
     n = res['n']
-    out.update(n=n, se_HR5=round((res['HR@5'] * (1 - res['HR@5']) / n) ** 0.5, 4), se_HR10=round((res['HR@10'] * (1 - res['HR@10']) / n) ** 0.5, 4),
-               epochs=m.epochs_, best_epoch=m.best_epoch_, best_valid_NDCG10=round(m.best_valid_, 4), fit_s=round(m.fit_seconds_, 1),
+    se = {f'se_{k}': round((res[k] * (1 - res[k]) / n) ** 0.5, 4) for k in ('HR@5', 'HR@10')}
+    out.update(n=n, **se, epochs=m.epochs_, best_epoch=m.best_epoch_, best_valid_NDCG10=round(m.best_valid_, 4),
+               fit_s=round(m.fit_seconds_, 1),
                s_per_epoch=round(m.fit_seconds_ / m.epochs_, 2), args=vars(a),
                valid_curve=[(e, round(l, 4), round(v, 4)) for e, l, v in m.history_])
     if a.paper:
         pub = PUBLISHED[a.paper]
         print('published SASRec (paper Table 4):', pub)
-        print('ours - published, in standard errors:', {k: round((out[k] - pub[k]) / out['se_HR' + k[3:]], 2) for k in ('HR@5', 'HR@10')})
+        print('(ours - published) / SE:', {k: round((out[k] - pub[k]) / out[f'se_{k}'], 2) for k in ('HR@5', 'HR@10')})
     print(json.dumps(out))
 
 

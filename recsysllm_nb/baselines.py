@@ -18,8 +18,8 @@ from .metrics import rank_from_scores, ranking_metrics, rating_metrics
 
 # %% auto #0
 __all__ = ['PARTS', 'EVALS', 'user_histories', 'torch_threads', 'Baseline', 'eval_sequential', 'direct_candidates', 'eval_direct',
-           'eval_rating', 'RandomScorer', 'Popularity', 'MF', 'Budget', 'BPRMF', 'SASRec', 'default_baselines',
-           'run_baselines', 'results_table', 'plot_baselines']
+           'eval_rating', 'RandomScorer', 'Popularity', 'MF', 'Budget', 'BPRMF', 'default_baselines', 'run_baselines',
+           'results_table', 'plot_baselines']
 
 # %% ../nbs/12_baselines.ipynb #84294205
 PARTS = ('valid', 'test')
@@ -232,14 +232,15 @@ class Budget:
     eval_every: int = 1    # epochs between evaluations (the last epoch is always evaluated)
     def __post_init__(self):
         for k, v in vars(self).items():
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'Budget.{k} must be an integer >= 1, got {v!r}')
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f'Budget.{k} must be an integer >= 1, got {v!r}')
 
 def _budget(budget, **over) -> Budget:
     "`budget` (default `Budget()`) with the fields given in `over` (None: kept)."
     return replace(budget or Budget(), **{k: v for k, v in over.items() if v is not None})
 
 def _early_stopped(model, tables, split, epoch, budget: Budget, progress: bool = True):
-    "Call `epoch()` (it returns the epoch's mean loss) under `budget`; keep `model.net`'s state of the best validation NDCG@10."
+    "Call `epoch()` (it returns the mean loss) under `budget`; keep `model.net`'s state of the best validation NDCG@10."
     best, state, bad, model.history_, t0 = -1.0, None, 0, [], time.perf_counter()
     for ep in (bar := tqdm(range(budget.epochs), desc=model.name, disable=not progress)):
         model.net.train(); loss = epoch()
@@ -259,13 +260,14 @@ class BPRMF(Baseline):
     "Matrix factorization trained with the BPR pairwise loss; early-stopped on validation NDCG@10 (full ranking)."
     name, tasks = 'BPR-MF', ('sequential', 'direct')
     def __init__(self, dim=64, lr=1e-3, reg=1e-4, batch_size=2048, budget: Budget | None = None,
-                 epochs=None, patience=None, eval_every=None, progress=True, threads=1):   # epochs...: override `budget`
+                 epochs=None, patience=None, eval_every=None,   # given: override these fields of `budget`
+                 progress=True, threads=1):
         self.dim, self.lr, self.reg, self.bs, self.progress, self.threads = dim, lr, reg, batch_size, progress, threads
         self.budget = _budget(budget, epochs=epochs, patience=patience, eval_every=eval_every)
 
     @_threaded
     def fit(self, tables, split, seed=0):
-        "Train on `split.train` pairs (one fresh negative per pair and epoch); keep the epoch with the best validation NDCG@10."
+        "Train on `split.train` pairs (a fresh negative per pair and epoch); keep the best epoch on validation NDCG@10."
         self._setup(tables, split); torch.manual_seed(seed); rng = np.random.default_rng(seed)
         self.net = nn.ModuleDict(dict(P=nn.Embedding(self.n_users, self.dim), Q=nn.Embedding(self.n_items, self.dim)))
         for e in self.net.values(): nn.init.normal_(e.weight, std=0.1)
@@ -276,7 +278,8 @@ class BPRMF(Baseline):
             tot = []
             for ub, ib, jb in zip(*(torch.as_tensor(a).split(self.bs) for a in (u, i, j))):
                 pu, qi, qj = P(ub), Q(ib), Q(jb)
-                loss = -F.logsigmoid((pu * (qi - qj)).sum(1)).mean() + self.reg * (pu.pow(2) + qi.pow(2) + qj.pow(2)).sum(1).mean()
+                l2 = (pu.pow(2) + qi.pow(2) + qj.pow(2)).sum(1).mean()
+                loss = -F.logsigmoid((pu * (qi - qj)).sum(1)).mean() + self.reg * l2
                 opt.zero_grad(); loss.backward(); opt.step(); tot.append(loss.item())
             return float(np.mean(tot))
         return _early_stopped(self, tables, split, epoch, self.budget, self.progress)
@@ -286,104 +289,16 @@ class BPRMF(Baseline):
     def score_all(self, users, history=None):
         return (self.net['P'](torch.as_tensor(self.uix(users))) @ self.net['Q'].weight.T).numpy()
 
-# %% ../nbs/12_baselines.ipynb #b021d31b
-class _SASNet(nn.Module):
-    "SASRec network: embeddings, causal pre-LN transformer blocks, final LayerNorm."
-    def __init__(self, n_items, dim, max_len, n_blocks, n_heads, dropout):
-        super().__init__()
-        self.item = nn.Embedding(n_items + 1, dim, padding_idx=0); self.pos = nn.Embedding(max_len, dim)
-        layer = nn.TransformerEncoderLayer(dim, n_heads, dim, dropout, activation='relu', batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, n_blocks, enable_nested_tensor=False)
-        self.drop, self.norm, self.n_heads = nn.Dropout(dropout), nn.LayerNorm(dim), n_heads
-        for e in (self.item, self.pos): nn.init.normal_(e.weight, std=0.02)   # small: N(0, 1) x sqrt(d) saturates the BCE for many epochs
-        with torch.no_grad(): self.item.weight[0] = 0
-
-    def forward(self, seq):   # seq: int64 [b, L <= max_len] item index + 1, 0 = padding on the left; last column = latest
-        b, L = seq.shape
-        real = seq > 0
-        x = self.drop(self.item(seq) * self.item.embedding_dim ** 0.5 + self.pos.weight[-L:]) * real[..., None]
-        eye = torch.eye(L, dtype=torch.bool)
-        ok = torch.ones(L, L, dtype=torch.bool).tril()[None] & (real[:, None, :] | eye[None])   # [b, L(query), L(key)]
-        mask = torch.zeros(b, L, L).masked_fill(~ok, float('-inf')).repeat_interleave(self.n_heads, 0)
-        return self.norm(self.blocks(x, mask=mask))
-
-class SASRec(Baseline):
-    "SASRec (Kang & McAuley 2018): causal self-attention over the last `max_len` items, next-item loss at every position."
-    name, tasks = 'SASRec', ('sequential', 'direct')
-    def __init__(self, dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.5,
-                 loss='ce',              # 'ce': softmax over all items (RecBole); 'bce': one sampled negative (the authors)
-                 lr=1e-3, batch_size=256, budget: Budget | None = None, epochs=None, patience=None, eval_every=None,
-                 windows=True, progress=True, threads=1):
-        if loss not in ('ce', 'bce'): raise ValueError(f"SASRec: loss must be 'ce' or 'bce', got {loss!r}")
-        self.dim, self.max_len, self.n_blocks, self.n_heads, self.dropout = dim, max_len, n_blocks, n_heads, dropout
-        self.loss, self.lr, self.bs, self.progress, self.threads = loss, lr, batch_size, progress, threads
-        self.budget = _budget(budget, epochs=epochs, patience=patience, eval_every=eval_every)
-        self.windows = windows   # True: every training interaction is a target once per epoch (sequences cut into max_len windows); False: last window only (Kang)
-
-    def _pad(self, seqs):
-        "Item-index lists -> int64 [n, max_len] of index + 1, left-padded with 0, keeping the last `max_len`."
-        out = np.zeros((len(seqs), self.max_len), np.int64)
-        for k, s in enumerate(seqs):
-            s = np.asarray(s, np.int64)[-self.max_len:]
-            if len(s): out[k, -len(s):] = s + 1
-        return out
-
-    def _examples(self):
-        "Inputs, next items (both padded) and owners of the training windows, from `split.train` (time-ordered per user)."
-        order = np.argsort(self.tu, kind='stable')
-        bounds = np.flatnonzero(np.diff(self.tu[order])) + 1
-        ins, outs, owners = [], [], []
-        for s, us in zip(np.split(self.ti[order], bounds), np.split(self.tu[order], bounds)):
-            ends = range(len(s), 1, -self.max_len) if self.windows else ([len(s)] if len(s) >= 2 else [])
-            for e in ends:   # windows of max_len next-item steps, from the latest backwards
-                a = max(0, e - self.max_len - 1); ins.append(s[a:e - 1]); outs.append(s[a + 1:e]); owners.append(int(us[0]))
-        return self._pad(ins), self._pad(outs), np.repeat(np.asarray(owners), self.max_len).reshape(len(ins), self.max_len)
-
-    def _batches(self, lengths, rng):
-        "Shuffled batches of `batch_size` windows, similar lengths together (sorted within chunks of 32 batches): less padding."
-        perm, k = rng.permutation(len(lengths)), self.bs * 32
-        chunks = [c[np.argsort(lengths[c], kind='stable')] for c in np.split(perm, range(k, len(perm), k))]
-        bs = [b for c in chunks for b in np.split(c, range(self.bs, len(c), self.bs))]
-        return [bs[i] for i in rng.permutation(len(bs))]
-
-    def _loss(self, h, p, n):
-        "Mean next-item loss over the real positions (`p > 0`) of hidden states `h` [b, L, d]."
-        m = p > 0; h = h[m]
-        if self.loss == 'ce': return F.cross_entropy(h @ self.net.item.weight[1:].T, p[m] - 1)
-        lp, ln = (h * self.net.item(p[m])).sum(-1), (h * self.net.item(n[m])).sum(-1)
-        return F.binary_cross_entropy_with_logits(lp, torch.ones_like(lp)) + F.binary_cross_entropy_with_logits(ln, torch.zeros_like(ln))
-
-    @_threaded
-    def fit(self, tables, split, seed=0):
-        "Train on the users' training sequences (`split.train`); keep the epoch with the best validation NDCG@10."
-        self._setup(tables, split); torch.manual_seed(seed); rng = np.random.default_rng(seed)
-        inp, pos, owner = self._examples()
-        self.net = _SASNet(self.n_items, self.dim, self.max_len, self.n_blocks, self.n_heads, self.dropout)
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.9, 0.98))
-        def epoch():
-            neg = self._negatives(owner.reshape(-1), rng).reshape(owner.shape) + 1 if self.loss == 'bce' else pos
-            tot = []
-            for b in self._batches((inp > 0).sum(1), rng):
-                c = self.max_len - int((inp[b] > 0).sum(1).max())   # drop the columns that are padding in the whole batch
-                x, p, n = (torch.as_tensor(a[b, c:]) for a in (inp, pos, neg))
-                loss = self._loss(self.net(x), p, n)
-                opt.zero_grad(); loss.backward(); opt.step(); tot.append(loss.item())
-            return float(np.mean(tot))
-        return _early_stopped(self, tables, split, epoch, self.budget, self.progress)
-
-    @_threaded
-    @torch.no_grad()
-    def score_all(self, users, history=None):
-        "Scores of every item after each user's `history` (item ids, time-ordered; required)."
-        if history is None: raise ValueError('SASRec.score_all needs the users\' histories (item ids, time-ordered)')
-        self.net.eval()
-        h = self.net(torch.as_tensor(self._pad([self.iix(x) for x in history])))[:, -1]
-        return (h @ self.net.item.weight[1:].T).numpy()
-
 # %% ../nbs/12_baselines.ipynb #a22df732
-def default_baselines(progress: bool = True) -> list:
-    "Random, Popularity, MF, BPR-MF and SASRec with their default settings."
-    return [RandomScorer(), Popularity(), MF(progress=progress), BPRMF(progress=progress), SASRec(progress=progress)]
+def default_baselines(progress: bool = True, budget: Budget | None = None) -> list:
+    "Random, Popularity, MF, BPR-MF and SASRec, default settings; `budget` (default `Budget()`): BPR-MF's and SASRec's."
+    from recsysllm_nb.sasrec import SASRec   # 12b_sasrec builds SASRec on this module
+    return [RandomScorer(), Popularity(), MF(progress=progress), BPRMF(budget=budget, progress=progress),
+            SASRec(budget=budget, progress=progress)]
+
+def __getattr__(name):   # `from recsysllm_nb.baselines import SASRec` still works (SASRec lives in recsysllm_nb.sasrec)
+    if name == 'SASRec': from recsysllm_nb.sasrec import SASRec; return SASRec
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 EVALS = {'sequential': eval_sequential, 'direct': eval_direct, 'rating': eval_rating}
 

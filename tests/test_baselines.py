@@ -155,3 +155,49 @@ def test_run_baselines_table(data):
     assert set(res.columns) == {'model', 'task', 'part', 'metric', 'value'}
     tab = results_table(res, 'test')
     assert ('direct', 'HR@1') in tab.columns and ('rating', 'RMSE') in tab.columns and list(tab.index) == ['Random', 'Popularity']
+
+
+def test_budget_config():
+    from recsysllm_nb.baselines import Budget
+    assert Budget() == Budget(200, 10, 1)            # the authors' / RecBole's schedule is the default
+    assert SASRec(epochs=3).budget == Budget(3, 10, 1)
+    assert BPRMF(budget=Budget(5, 2), eval_every=2).budget == Budget(5, 2, 2)
+    for bad in (dict(epochs=0), dict(patience=-1), dict(eval_every=1.5), dict(epochs=True)):
+        with pytest.raises(ValueError, match=f'Budget.{next(iter(bad))} must be an integer >= 1'): Budget(**bad)
+    with pytest.raises(ValueError, match="loss must be 'ce' or 'bce'"): SASRec(loss='bpr')
+
+
+@pytest.mark.parametrize('make', [lambda: BPRMF(epochs=6, patience=2, eval_every=2, progress=False),
+                                  lambda: SASRec(epochs=3, patience=1, batch_size=128, lr=5e-3, progress=False),
+                                  lambda: SASRec(loss='bce', epochs=2, progress=False)],
+                         ids=['bprmf', 'sasrec-ce', 'sasrec-bce'])
+def test_early_stopping_keeps_best(data, make):
+    t, s = data
+    m = make().fit(t, s, seed=0)
+    b = m.budget
+    epochs = [e for e, _, _ in m.history_]
+    vals = [v for _, _, v in m.history_]
+    assert epochs == [e for e in range(1, m.epochs_ + 1) if e % b.eval_every == 0 or e == b.epochs]   # every k epochs
+    assert m.best_valid_ == max(vals) and m.best_epoch_ == epochs[int(np.argmax(vals))]
+    bad = len(vals) - 1 - int(np.argmax(vals))               # evaluations after the best
+    assert bad <= b.patience and (m.epochs_ == b.epochs or bad == b.patience)   # stopped by patience or by the budget
+    # the weights kept are those of the best evaluation: validation NDCG@10 recomputed from them is the best value
+    assert eval_sequential(m, t, s, 'valid', ks=(10,))['NDCG@10'] == pytest.approx(m.best_valid_, abs=1e-12)
+    assert all(np.isfinite(l) and l > 0 for _, l, _ in m.history_) and m.fit_seconds_ > 0
+
+
+def test_sasrec_batches_and_trimmed_padding(data):
+    t, s = data
+    m = SASRec(epochs=1, batch_size=100, progress=False).fit(t, s, seed=0)
+    inp, pos, owner = m._examples()
+    assert (pos > 0).sum() == len(s.train) - s.train['user_id'].nunique()   # every training item but the first is a target
+    lens = (inp > 0).sum(1)
+    bs = m._batches(lens, np.random.default_rng(0))
+    assert np.array_equal(np.sort(np.concatenate(bs)), np.arange(len(inp))) and max(map(len, bs)) == 100
+    # dropping the all-padding columns of a batch leaves the hidden states of the real positions unchanged
+    import torch
+    x = torch.as_tensor(inp[np.argsort(lens)[:30]]); c = 50 - int((x > 0).sum(1).max())
+    assert c > 0
+    with torch.no_grad(): full, cut = m.net(x)[:, c:], m.net(x[:, c:])
+    real = x[:, c:] > 0
+    assert torch.allclose(full[real], cut[real], atol=1e-5)
