@@ -38,7 +38,10 @@ def test_random_floor(random_scores):
     assert seq['HR@10'] < 0.03 and 0.05 < dire['HR@10'] < 0.15 and seq['n'] == dire['n'] == 943
 
 
-@pytest.mark.parametrize('make', [Popularity, lambda: BPRMF(epochs=6, progress=False), lambda: SASRec(epochs=3, progress=False)],
+TINY = dict(max_len=20, windows=False, progress=False)   # SASRec on each user's last 20 steps only: quick tests
+
+
+@pytest.mark.parametrize('make', [Popularity, lambda: BPRMF(epochs=6, progress=False), lambda: SASRec(epochs=3, lr=5e-3, **TINY)],
                          ids=['popularity', 'bprmf', 'sasrec'])
 def test_beats_random(data, random_scores, make):
     t, s = data
@@ -56,7 +59,7 @@ def test_mf_beats_global_mean(data):
 
 
 @pytest.mark.parametrize('make', [lambda: MF(epochs=2, progress=False), lambda: BPRMF(epochs=2, progress=False),
-                                  lambda: SASRec(epochs=1, progress=False)], ids=['mf', 'bprmf', 'sasrec'])
+                                  lambda: SASRec(epochs=1, **TINY)], ids=['mf', 'bprmf', 'sasrec'])
 def test_deterministic_under_seed(data, make):
     t, s = data
     users, hist = s.test['user_id'][:20].tolist(), user_histories(s, s.test['user_id'][:20], 'test')
@@ -70,7 +73,7 @@ def test_deterministic_under_seed(data, make):
 
 
 @pytest.mark.parametrize('make', [RandomScorer, Popularity, lambda: MF(epochs=2, progress=False),
-                                  lambda: BPRMF(epochs=2, progress=False), lambda: SASRec(epochs=1, progress=False)],
+                                  lambda: BPRMF(epochs=2, progress=False), lambda: SASRec(epochs=1, **TINY)],
                          ids=['random', 'popularity', 'mf', 'bprmf', 'sasrec'])
 def test_fit_never_sees_test(data, make):
     t, s = data
@@ -168,8 +171,8 @@ def test_budget_config():
 
 
 @pytest.mark.parametrize('make', [lambda: BPRMF(epochs=6, patience=2, eval_every=2, progress=False),
-                                  lambda: SASRec(epochs=3, patience=1, batch_size=128, lr=5e-3, progress=False),
-                                  lambda: SASRec(loss='bce', epochs=2, progress=False)],
+                                  lambda: SASRec(epochs=4, patience=1, batch_size=64, lr=1e-2, **TINY),
+                                  lambda: SASRec(loss='bce', epochs=2, **TINY)],
                          ids=['bprmf', 'sasrec-ce', 'sasrec-bce'])
 def test_early_stopping_keeps_best(data, make):
     t, s = data
@@ -188,7 +191,8 @@ def test_early_stopping_keeps_best(data, make):
 
 def test_sasrec_batches_and_trimmed_padding(data):
     t, s = data
-    m = SASRec(epochs=1, batch_size=100, progress=False).fit(t, s, seed=0)
+    from recsysllm_nb.sasrec import _SASNet
+    m = SASRec(batch_size=100)._setup(t, s)
     inp, pos, owner = m._examples()
     assert (pos > 0).sum() == len(s.train) - s.train['user_id'].nunique()   # every training item but the first is a target
     lens = (inp > 0).sum(1)
@@ -196,8 +200,9 @@ def test_sasrec_batches_and_trimmed_padding(data):
     assert np.array_equal(np.sort(np.concatenate(bs)), np.arange(len(inp))) and max(map(len, bs)) == 100
     # dropping the all-padding columns of a batch leaves the hidden states of the real positions unchanged
     import torch
-    x = torch.as_tensor(inp[np.argsort(lens)[:30]]); c = 50 - int((x > 0).sum(1).max())
+    x = torch.as_tensor(inp[np.argsort(lens)[:30]]); c = m.max_len - int((x > 0).sum(1).max())
     assert c > 0
-    with torch.no_grad(): full, cut = m.net(x)[:, c:], m.net(x[:, c:])
+    torch.manual_seed(0); net = _SASNet(m.n_items, 64, m.max_len, 2, 1, 0.5).eval()
+    with torch.no_grad(): full, cut = net(x)[:, c:], net(x[:, c:])
     real = x[:, c:] > 0
     assert torch.allclose(full[real], cut[real], atol=1e-5)
