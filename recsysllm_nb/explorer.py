@@ -266,9 +266,35 @@ def _png(fig) -> bytes:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=72, bbox_inches='tight'); plt.close(fig)
     return buf.getvalue()
 
+# %% ../nbs/14_explorer.ipynb #4fd41914
+_TABLE_CSS = """<style>
+.rs-view-table .widget-html-content,.rs-view-table .jupyter-widget-html-content{min-width:0}
+.rs-ptable-wrap{overflow-x:auto;max-width:100%;padding-bottom:4px}
+.rs-ptable{border-collapse:separate;border-spacing:2px 1px;font-family:monospace;font-size:12px;line-height:1.4}
+.rs-ptable th{font-family:sans-serif;font-weight:normal;text-align:right;padding:0 6px 0 0;position:sticky;left:0;
+  background:white}
+.rs-ptable td{white-space:pre;text-align:center;padding:0 3px;border-radius:3px;border:1px solid transparent}
+.rs-ptable td.rs-first-b{box-shadow:-4px 0 0 #333}
+</style>"""
+
+@patch
+def position_html(self: Explorer, max_cols: int | None = None) -> str:
+    "HTML of the position table: a row each for token, part, inter, intra; one column per token, scrolling sideways."
+    t, cut = self.table, set(self.split_entities)
+    cols = np.arange(len(t)) if max_cols is None else self.table_cols(max_cols)
+    rows = {k: [] for k in ('token', 'part', 'inter', 'intra')}
+    for k in cols.tolist():
+        r = t.iloc[k]
+        cls = (f'rs-{r.part.lower()} rs-{r.role}' + (' rs-cut' if r.entity in cut else '')
+               + (' rs-first-b' if k == self.prefix_len else ''))
+        for name, cells in rows.items(): cells.append(f'<td class="{cls}">{html.escape(str(r[name]))}</td>')
+    body = ''.join(f'<tr><th>{name}</th>{"".join(cells)}</tr>' for name, cells in rows.items())
+    return f'{_CSS}{_TABLE_CSS}<div class="rs-ptable-wrap"><table class="rs-ptable">{body}</table></div>'
+
+
 # %% ../nbs/14_explorer.ipynb #33f06edc
 @patch
-def widget(self: Explorer, max_cols: int = 64):
+def widget(self: Explorer, max_cols: int | None = None):  # position table columns (`table_cols`); None: all
     "The ipywidgets explorer over this state: controls on top, then the token strip, the position table and the attention mask."
     import ipywidgets as W
     lay = dict(style={'description_width': '70px'})
@@ -285,14 +311,14 @@ def widget(self: Explorer, max_cols: int = 64):
              text=W.Textarea(value=self.text, description='text', continuous_update=False, layout=W.Layout(width='95%'),
                              placeholder='paste text with ⟨features⟩ and ⟦items⟧ marked (empty: the user above)', **lay))
     v = dict(error=W.HTML(''), strip=W.HTML(self.strip_html, layout=W.Layout(width='98%')),
-             table=W.Image(format='png', layout=W.Layout(flex='1 1 0%', max_width='calc(100% - 330px)', object_fit='contain')),
+             table=W.HTML(layout=W.Layout(width='98%')),
              attention=W.Image(format='png', layout=W.Layout(width='320px', min_width='320px', object_fit='contain')))
     for k, w in c.items(): w.add_class(f'rs-{k}')
     for k, w in v.items(): w.add_class(f'rs-view-{k}')
     def show():
         v['strip'].value = self.strip_html
-        ft, fa = self.figures(max_cols)
-        v['table'].value, v['attention'].value = _png(ft), _png(fa)
+        v['table'].value = self.position_html(max_cols)
+        v['attention'].value = _png(plot_attention(self.attention, self.prefix_len))
     def changed(_=None):
         for k, w in c.items(): setattr(self, k, w.value)
         try: self.update()
@@ -304,7 +330,7 @@ def widget(self: Explorer, max_cols: int = 64):
     self.controls, self.views = c, v
     row = lambda *ws: W.HBox(list(ws))
     return W.VBox([row(c['user'], c['level'], c['seed'], c['tokenizer_kind']), row(c['ratio'], c['shuffle']), c['mode'],
-                   c['text'], v['error'], v['strip'], row(v['table'], v['attention'])])
+                   c['text'], v['error'], v['strip'], v['table'], v['attention']])
 
 # %% ../nbs/14_explorer.ipynb #26a38b38
 @patch

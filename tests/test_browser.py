@@ -1,8 +1,9 @@
 """The explorer in a real browser: JupyterLab (127.0.0.1, random token, fresh workspace and config) driven by Playwright on
 Debian's Chromium. Opens a small notebook that builds the explorer on ML-100K user 1, runs all cells, changes the seed and
-the level through the widgets and checks that the rendered strip changed. Screenshots go to artifacts/ (git-ignored).
+the level through the widgets and checks that the rendered strip changed and that the position table is an HTML table
+(text cells, one per token, scrolling sideways). Screenshots go to artifacts/ (git-ignored).
 Needs /usr/bin/chromium, playwright and jupyterlab: `tools/install_browser.sh` installs them (never `playwright install`)."""
-import importlib.util, json, os, secrets, shutil, signal, socket, subprocess, sys, time, urllib.request
+import importlib.util, json, os, re, secrets, shutil, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 
@@ -13,7 +14,7 @@ MISSING = ([] if Path(CHROMIUM).exists() else [CHROMIUM]) + [m for m in ('playwr
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f'browser test needs {", ".join(MISSING)}: run tools/install_browser.sh')
 
 NOTEBOOK_CELLS = [
-    "from recsysllm_nb.explorer import Explorer\nex = Explorer(user='1', level='entity', seed=0)\nui = ex.widget(max_cols=32)\nui",
+    "from recsysllm_nb.explorer import Explorer\nex = Explorer(user='1', level='entity', seed=0)\nui = ex.widget()\nui",
     "print('explorer ready:', ex.summary())",
 ]
 # the kernel status as the notebook panel sees it (needs --LabApp.expose_app_in_browser)
@@ -113,8 +114,22 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
             assert 'user 1 | tokenizer bpe | mode recsysllm | level entity | seed 0' in s0, s0
             masks = page.locator('.rs-strip .rs-tok.rs-mask').all_inner_texts()
             assert masks and set(masks) == {'[M]'}, masks
-            assert page.locator('img.rs-view-table').count() == 1
-            assert page.locator('img.rs-view-table').evaluate('i => i.complete && i.naturalWidth') > 100
+            assert page.locator('img.rs-view-attention').count() == 1
+            assert page.locator('img.rs-view-attention').evaluate('i => i.complete && i.naturalWidth') > 100
+            assert page.locator('img.rs-view-table').count() == 0        # the position table is text, not a picture
+            n_a, n_b = (int(x) for x in re.search(r'Part A (\d+) tokens, Part B (\d+) tokens', s0).groups())
+            row = lambda k, td='td': page.locator(f'.rs-view-table table.rs-ptable tr:has(th:text-is("{k}")) {td}')
+            cells = {k: row(k).all_inner_texts() for k in ('token', 'part', 'inter', 'intra')}
+            assert all(len(c) == n_a + n_b for c in cells.values()), {k: len(c) for k, c in cells.items()}
+            assert cells['token'] == page.locator('.rs-strip .rs-tok').all_inner_texts()
+            assert cells['part'] == ['A'] * n_a + ['B'] * n_b
+            assert all(x.isdigit() for x in cells['inter'] + cells['intra'])
+            assert row('token', 'td.rs-mask').all_inner_texts() == masks
+            assert row('token').first.evaluate('e => parseFloat(getComputedStyle(e).fontSize)') >= 11   # readable
+            wrap = page.locator('.rs-view-table .rs-ptable-wrap')          # scrolls sideways inside the page
+            w = wrap.evaluate('e => [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right, window.innerWidth]')
+            assert w[0] > w[1] and w[2] <= w[3], w
+            table0 = page.locator('.rs-ptable').inner_text()
             page.screenshot(path=str(tmp_path / 'explorer_seed0.png'), full_page=True)
 
             seed = page.locator('.rs-seed input')               # change the seed through the widget
@@ -122,12 +137,15 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
             page.wait_for_function("document.querySelector('.rs-view .rs-summary').innerText.includes('seed 7')")
             s1, x1 = summary.inner_text(), strip.inner_text()
             assert x1 != x0, 'the token strip did not change with the seed'
+            page.wait_for_function('t => document.querySelector(".rs-ptable").innerText !== t', arg=table0)  # table too
             assert s1.replace('seed 7', 'seed 0').split(' | Part A')[0] == s0.split(' | Part A')[0]
 
             page.locator('.rs-level select').select_option('sentence')   # ... and the level
             page.wait_for_function("document.querySelector('.rs-view .rs-summary').innerText.includes('level sentence')")
             masks = page.locator('.rs-strip .rs-tok.rs-mask').all_inner_texts()
             assert masks and set(masks) == {'[sM]'}, masks
+            page.wait_for_function('() => document.querySelector(".rs-ptable").innerText.includes("[sM]")')
+            assert row('token', 'td.rs-mask').all_inner_texts() == masks
             assert page.locator('.rs-view-error').inner_text().strip() == ''
             _wait_idle(page)
             page.screenshot(path=str(tmp_path / 'explorer_sentence.png'), full_page=True)

@@ -133,12 +133,12 @@ def test_widgets_drive_the_state(ex):
     ui = ex.widget(max_cols=32)
     c, v = ex.controls, ex.views
     assert set(c) == {'user', 'level', 'ratio', 'seed', 'shuffle', 'mode', 'tokenizer_kind', 'text'}
-    png = v['table'].value
-    assert png[:4] == b'\x89PNG' and v['attention'].value[:4] == b'\x89PNG'
+    tab = v['table'].value
+    assert tab == ex.position_html(32) and tab.count('<td') == 4 * 32 and v['attention'].value[:4] == b'\x89PNG'
     before = v['strip'].value
     c['seed'].value = 5
     assert ex.seed == 5 and v['strip'].value == ex.strip_html != before and 'seed 5' in v['strip'].value
-    assert v['table'].value != png
+    assert v['table'].value == ex.position_html(32) != tab
     c['level'].value = 'document'
     assert ex.masked.level == 'document' and '[gM]' in v['strip'].value
     c['mode'].value = 'glm'
@@ -147,6 +147,28 @@ def test_widgets_drive_the_state(ex):
     assert 'never closed' in v['error'].value
     c['text'].value = ''
     assert v['error'].value == '' and ui.children
+
+def test_position_html(ex):
+    "The position table as HTML: one cell per token in each of token / part / inter / intra, token text escaped."
+    import re, html
+    def rows(h):
+        return {k: re.findall(r'<td class="([^"]*)">(.*?)</td>', c) for k, c in re.findall(r'<tr><th>(\w+)</th>(.*?)</tr>', h)}
+    for kw in (dict(), dict(level='sentence', seed=2), dict(mode='glm', shuffle=True, seed=1)):
+        r, t = rows(ex.set(**{**BASE, **kw}).position_html()), ex.table
+        assert list(r) == ['token', 'part', 'inter', 'intra'] and all(len(c) == len(t) for c in r.values())
+        assert [int(x) for _, x in r['inter']] == ex.positions[0].tolist() == t.inter.tolist()
+        assert [int(x) for _, x in r['intra']] == ex.positions[1].tolist() == t.intra.tolist()
+        assert [x for _, x in r['part']] == t.part.tolist()
+        assert [html.unescape(x) for _, x in r['token']] == t.token.tolist()
+        colours = [[f'rs-{p.lower()}', f'rs-{q}'] for p, q in zip(t.part, t.role)]       # the strip's classes
+        assert [c.split()[:2] for c, _ in r['token']] == colours
+        assert [k for k, (c, _) in enumerate(r['token']) if 'rs-first-b' in c] == [ex.prefix_len]
+    assert any('rs-cut' in c for c, _ in r['token']) == bool(ex.split_entities)
+    assert len(rows(ex.position_html(max_cols=20))['inter']) == len(ex.table_cols(20)) <= 20
+    ex.set(**{**BASE, 'text': 'The user rated ⟦Tom & <Jerry>⟧.'})
+    h = ex.position_html()
+    assert '<Jerry' not in h and '&amp;' in h and '&lt;' in h
+    assert 'Tom & <Jerry>' in ''.join(html.unescape(x) for _, x in rows(h)['token'])
 
 def test_nbclient_widget_state(tmp_path):
     "The explorer in a real kernel (nbclient): the saved widget state holds the rendered strip."
@@ -161,6 +183,7 @@ def test_nbclient_widget_state(tmp_path):
     html = [s['state'].get('value', '') for s in state.values() if s['model_name'] == 'HTMLModel']
     assert any('user 5 | tokenizer bpe | mode recsysllm | level sentence | seed 3' in h and '[sM]' in h for h in html)
     assert any(s['model_name'] == 'ImageModel' for s in state.values())
+    assert any('<table class="rs-ptable">' in h and '[sM]</td>' in h for h in html)
 
 def test_trie_steps_decode_a_real_item(ex):
     import torch
