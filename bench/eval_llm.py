@@ -3,7 +3,7 @@
 - direct: scoring each user's 1 positive + 99 saved negatives by title log-likelihood with `trie.rank_candidates`
   (Part A runs once and its KV cache serves every candidate; logits only at the scored positions, log p = logit -
   logsumexp), against the naive scorer measured in the same run: one full sequence (Part A + [sop] + title) per
-  candidate, batched, full log-softmax. Both give the same scores (checked, 1e-3).
+  candidate, batched, full log-softmax. Both give the same scores (checked: relative difference 1e-4, 2e-2 under bf16).
 - sequential: constrained beam search (`trie.generate_entities`, 20 beams over the 1,682 titles, the user's items
   excluded), users per second.
 
@@ -81,9 +81,9 @@ for u in users:
     sc = {h.keys[0]: h.score for h in hits}
     sub = cands[:a.naive_candidates]
     t0 = time.perf_counter(); nv = naive(p, sub); naive_t.append((time.perf_counter() - t0) / len(sub))
-    diffs.append(max(abs(sc[c] - v) for c, v in zip(sub, nv)))
+    diffs.append(max(abs(sc[c] - v) / (1 + abs(v)) for c, v in zip(sub, nv)))   # relative: titles sum 5-30 tokens
     print(f'user {u}: prompt {len(p.part_a)} tokens, fast {1 / fast_t[-1]:.1f} cand/s, naive {1 / naive_t[-1]:.1f} cand/s, '
-          f'max |diff| {diffs[-1]:.2e}', flush=True)
+          f'max relative diff {diffs[-1]:.2e}', flush=True)
 
 beam_t = []
 for u in users[:a.beam_users]:
@@ -93,7 +93,7 @@ for u in users[:a.beam_users]:
     beam_t.append(time.perf_counter() - t0)
     print(f'user {u}: beam search {beam_t[-1]:.1f} s', flush=True)
 
-tol = 5e-2 if a.bf16 else 1e-3
+tol = 2e-2 if a.bf16 else 1e-4   # bf16 rounds each logit (~3 significant digits)
 assert max(diffs) < tol, f'the two scorers disagree: {max(diffs)}'
 res = dict(candidates_per_s=1 / statistics.median(fast_t), naive_candidates_per_s=1 / statistics.median(naive_t),
            beam_users_per_s=1 / statistics.median(beam_t), max_score_diff=max(diffs), bf16=a.bf16, users=len(users),

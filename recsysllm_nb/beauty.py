@@ -175,8 +175,7 @@ def run_bench(folder,                       # folder with sequences.jsonl + item
                               cfg.max_length, model=model, lora_rank=cfg.lora_rank, seed=cfg.seed, progress=progress,
                               logging_steps=max(1, cfg.steps // 30), families=('sequential', 'direct'),
                               n_per_user=cfg.n_per_user, train_kw=dict(bf16=cfg.bf16))
-    m = run['model']
-    if cfg.lora_rank: m = m.merge_and_unload().eval()
+    m = run['model']   # LoRA already merged (`pretrain_with_tasks`)
     ecfg = ExperimentConfig(dataset=f'seq:{folder}', model=str(run['final_dir']), n_users=cfg.n_users, seed=cfg.seed,
                             beams=cfg.beams, families=('sequential', 'direct'), direct_modes=('candidates',),
                             progress=progress, baselines=baseline_models is None or len(baseline_models) > 0)

@@ -88,7 +88,7 @@ def run_cli(fn,                      # a `call_parse` function, a function readi
 SCRIPTS = {  # console script -> module of recsysllm_nb defining the function of the same name
     'recsysllm_data': 'sources', 'recsysllm_demo': 'demo', 'recsysllm_train': 'train',
     'recsysllm_recommend': 'recommend', 'recsysllm_eval': 'experiments', 'recsysllm_beauty': 'beauty',
-    'recsysllm_bench': 'beauty', 'recsysllm_ablations': 'ablations'}
+    'recsysllm_bench': 'beauty', 'recsysllm_ablations': 'ablations', 'recsysllm_headline': 'headline'}
 
 def _entry(name: str, module: str):
     "The entry function of console script `name`: `run_cli` on recsysllm_nb.<module>.<name>, imported when it runs."

@@ -266,6 +266,8 @@ class ExperimentConfig:
     baselines: bool = True          # evaluate the baselines on the same users
     baselines_all_users: bool = True  # ... and on all test users in addition
     glm_positions: bool = False     # the model was trained with GLM block ids (intra-position ablation)
+    bf16: bool = False              # evaluate under bf16 autocast (CPU AMX or GPU); scores move ~1e-2 relative
+    model_name: str = 'RecSysLLM'   # the model's name in the tables
     progress: bool = True           # progress bars
 
 PROTOCOL = [
@@ -337,8 +339,10 @@ def run_experiments(tables: Tables, split: Split,
     rows, outputs, times = [], {}, {}
     if model is not None:
         t0 = time.perf_counter()
-        r, outputs = evaluate_recsysllm(model, tokenizer, tables, split, users, cfg.families, cfg.beams, cfg.seed, cfg.n_history,
-                                        cfg.direct_modes, cfg.max_text_tokens, cfg.glm_positions, cfg.progress)
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            r, outputs = evaluate_recsysllm(model, tokenizer, tables, split, users, cfg.families, cfg.beams, cfg.seed,
+                                            cfg.n_history, cfg.direct_modes, cfg.max_text_tokens, cfg.glm_positions,
+                                            cfg.progress, cfg.model_name)
         rows += r; times['recsysllm_eval_s'] = round(time.perf_counter() - t0, 1)
     if cfg.baselines:
         t0 = time.perf_counter()

@@ -14,8 +14,9 @@ from .textualize import item_names, textualize_corpus
 from .entities import demo_tokenizer, special_ids, tokenize_samples
 from .masking import MaskConfig, MaskedSample
 from .collate import RecCollator, RecDataset
-from .train import TrainConfig, MixedDataset, train, plot_losses
+from .train import TrainConfig, MixedDataset, train, plot_losses, merged_lora
 from .tasks import build_tasks, family_support, leaks, to_masked_batch
+from .trie import model_layout
 
 # %% auto #0
 __all__ = ['fit_masked', 'MaskedDataset', 'TaskMixCollator', 'training_leaks', 'training_data', 'pretrain_with_tasks']
@@ -107,20 +108,23 @@ def pretrain_with_tasks(tables: Tables, split: Split,
                         train_kw: dict | None = None,  # more `TrainConfig` fields (e.g. bf16=True on a GPU)
                         **data_kw                   # `training_data` options (families, n_per_user, users, check_leaks)
                        ) -> dict:
-    "Pre-train a GLM on textualized training histories mixed with seen-template task prompts; the model, its folder and the losses."
+    "Pre-train a GLM (or train `model`) on textualized histories mixed with seen-template task prompts; the model (LoRA merged), its folder, the losses."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     tok = demo_tokenizer(out / 'tokenizer') if tokenizer is None else tokenizer
     if data is None: data = training_data(tables, split, tok, max_length=max_length, seed=seed, **data_kw)
     ds = MixedDataset(data['sources'], dict(zip(('sampled', 'history', 'tasks'), mix)), seed=seed)
     mc = MaskConfig() if mask_config is None else mask_config
-    col = TaskMixCollator(tok, mc, max_length, seed, glm=glm)
+    col = TaskMixCollator(tok, mc, max_length, seed, glm=glm, layout=model_layout(model) if model is not None else 'glm')
     cfg = TrainConfig(model='glm', size=size, steps=steps, lr=lr, batch_size=batch_size, max_length=max_length,
                       lora_rank=lora_rank, warmup=0.05, seed=seed, output_dir=str(out), progress=progress,
                       level_probs=mc.level_probs, mix=tuple(mix), logging_steps=logging_steps, **(train_kw or {}))
     res = train(cfg, dataset=ds, tokenizer=tok, model=model, collator=col)
     import matplotlib.pyplot as plt
-    plt.close(plot_losses(res.history, out / 'loss.png', f'GLM {size}: text + task prompts ({steps} steps)'))
+    what = f'GLM {size}' if model is None else type(getattr(model, 'base_model', model)).__name__
+    plt.close(plot_losses(res.history, out / 'loss.png', f'{what}: text + task prompts ({steps} steps)'))
     m = res.trainer.model.eval()
-    return dict(model=m, tokenizer=tok, final_dir=res.final_dir, history=res.history, seconds=res.seconds,
+    final = out / 'merged' if hasattr(m, 'merge_and_unload') else res.final_dir   # LoRA: `train` saved it merged too
+    if hasattr(m, 'merge_and_unload'): m = merged_lora(m, tok)
+    return dict(model=m, tokenizer=tok, final_dir=final, history=res.history, seconds=res.seconds,
                 n_tasks=len(data['tasks']), task_families=data['families'], counts=ds.counts(), glm=col.glm,
                 first_loss=float(np.mean(res.losses[:10])), last_loss=float(np.mean(res.losses[-10:])))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #79ee7226
 from __future__ import annotations
-import json, math, os, time
+import copy, json, math, os, time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
@@ -20,7 +20,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsA
                           TrainerCallback, TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-from .data import load_ml100k, leave_one_out
+from .data import load_ml100k, leave_one_out, _atomic_dir
 from .sources import load_dataset
 from .pretrained import pretrained_lm
 from .textualize import textualize_corpus
@@ -34,8 +34,8 @@ from .adapter import RecAdapterConfig, RecAdapterForCausalLM, lora_targets, tiny
 __all__ = ['SIZES', 'MODEL_KINDS', 'PRETRAINED_LAYOUT', 'PRETRAINED_PREFIX_LM', 'DS_AUTO_KEYS', 'MixedDataset', 'model_config',
            'nf4_config', 'new_token_rows', 'build_model', 'is_quantized', 'apply_lora', 'trainable_parameters',
            'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args', 'load_tokenizer',
-           'ml100k_sources', 'TrainResult', 'train', 'plot_losses', 'pretrain_demo', 'check_deepspeed_config',
-           'recsysllm_train']
+           'ml100k_sources', 'TrainResult', 'merged_lora', 'train', 'plot_losses', 'pretrain_demo',
+           'check_deepspeed_config', 'recsysllm_train']
 
 # %% ../nbs/08_train.ipynb #46160a8a
 class MixedDataset(Dataset):
@@ -249,7 +249,7 @@ class TrainConfig:
     logging_steps: int = 1          # log the loss every this many steps
     resume: str | None = None       # 'last' (newest checkpoint in output_dir) or a checkpoint folder
     stop_at: int | None = None      # interrupt after this many steps (a checkpoint is saved there)
-    bf16: bool = False              # bf16 mixed precision (GPU)
+    bf16: bool = False              # bf16 mixed precision (GPU; on a CPU: autocast, fast with AMX)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass
     deepspeed: str | None = None    # DeepSpeed JSON config (configs/ds_zero2.json, configs/ds_zero3.json)
     num_workers: int = 0            # DataLoader worker processes
@@ -269,6 +269,7 @@ def cpu_processes(environ=os.environ) -> bool:
 def training_args(cfg: TrainConfig) -> TrainingArguments:
     "The `TrainingArguments` of a run: AdamW, linear warmup + decay, checkpoints, exact resume; DDP over gloo on CPU."
     cpu_ddp = cpu_processes()   # without use_cpu the Trainer would run each CPU process alone on its own batches
+    cpu_bf16 = cfg.bf16 and not torch.cuda.is_available()   # bf16 autocast on the CPU (AMX) needs use_cpu too
     return TrainingArguments(
         output_dir=cfg.output_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
@@ -278,7 +279,7 @@ def training_args(cfg: TrainConfig) -> TrainingArguments:
         ignore_data_skip=False, report_to=[], bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={'use_reentrant': False} if cfg.gradient_checkpointing else None,
         deepspeed=cfg.deepspeed, dataloader_num_workers=cfg.num_workers, disable_tqdm=not cfg.progress,
-        use_cpu=cpu_ddp, ddp_backend='gloo' if cpu_ddp else None)
+        use_cpu=cpu_ddp or cpu_bf16, ddp_backend='gloo' if cpu_ddp else None)
 
 # %% ../nbs/08_train.ipynb #471035c1
 def load_tokenizer(cfg: TrainConfig):
@@ -326,13 +327,19 @@ def _resume_path(resume, output_dir):
         raise FileNotFoundError(f'resume: {resume} is not a checkpoint folder (no trainer_state.json)')
     return str(resume)
 
+def merged_lora(model, tokenizer, folder=None):
+    "A peft LoRA model with its adapters (and trained token rows) merged into the weights; saved whole into `folder`."
+    m = model.merge_and_unload().eval()
+    if folder is not None: _atomic_dir(folder, lambda tmp: (m.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    return m
+
 def train(cfg: TrainConfig,        # the run
           dataset=None,            # training items (dicts with 'idx'); default: the MovieLens sources mixed by cfg.mix
           tokenizer=None,          # default: `load_tokenizer(cfg)`
           model=None,              # default: `build_model` from cfg (then LoRA if cfg.lora_rank)
           collator=None,           # default: `RecCollator(tokenizer, MaskConfig(level_probs=cfg.level_probs), cfg.max_length, cfg.seed)`
           callbacks=()) -> TrainResult:  # extra TrainerCallbacks
-    "Train with the Hugging Face `Trainer` as `cfg` says; write checkpoints, the final model and losses.json into cfg.output_dir."
+    "Train with the Hugging Face `Trainer` as `cfg` says; write checkpoints, the final model (LoRA: adapter in final/, merged whole model in merged/) and losses.json into cfg.output_dir."
     out = Path(cfg.output_dir)
     resume = _resume_path(cfg.resume, out)
     args = training_args(cfg)
@@ -364,7 +371,10 @@ def train(cfg: TrainConfig,        # the run
         (out / 'losses.json').write_text(json.dumps(history))
     if final is not None:
         trainer.save_model(str(final))
-        if trainer.is_world_process_zero(): tokenizer.save_pretrained(str(final))
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(str(final))
+            if hasattr(trainer.model, 'merge_and_unload') and not is_quantized(trainer.model):   # LoRA: also a whole model
+                merged_lora(copy.deepcopy(trainer.model), tokenizer, out / 'merged')
     return TrainResult(out, history, seconds, final, trainer)
 
 # %% ../nbs/08_train.ipynb #8da198df
@@ -472,6 +482,8 @@ def recsysllm_train(
                       progress=not no_progress)
     res = train(cfg)
     if res.trainer.is_world_process_zero():
-        print(json.dumps(dict(output_dir=str(res.output_dir), steps=len(res.history), last_loss=res.losses[-1] if res.losses else None,
+        merged = res.output_dir / 'merged'   # LoRA runs: the whole model recsysllm_recommend / recsysllm_eval load
+        print(json.dumps(dict(output_dir=str(res.output_dir), merged_dir=str(merged) if merged.exists() else None,
+                              steps=len(res.history), last_loss=res.losses[-1] if res.losses else None,
                               seconds=round(res.seconds, 1))))
     # returns None: a console script's return value becomes its exit status

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-import itertools
+import copy, itertools
 import numpy as np
 import pandas as pd
 import pygtrie
@@ -22,7 +22,7 @@ from .positions import part_b_intra, continues_entity, position_ids_2d, base_pos
 # %% auto #0
 __all__ = ['ENTITY_CONTEXT', 'entity_token_ids', 'EntityTrie', 'Exclusion', 'DynamicPositions', 'decode_positions',
            'TrieLogitsProcessor', 'dynamic_positions', 'Prompt', 'model_layout', 'next_item_prompt', 'Hit',
-           'hits_frame', 'batch_prompts', 'generate_entities', 'rank_candidates', 'decode_table']
+           'hits_frame', 'batch_prompts', 'prefill', 'generate_entities', 'rank_candidates', 'decode_table']
 
 # %% ../nbs/09_trie.ipynb #3df67c5f
 ENTITY_CONTEXT = 'Most recently, the user rated {}.'   # a sentence of the textualization with one item slot
@@ -320,6 +320,21 @@ def _log_likelihood(logits: tuple, seqs: torch.Tensor, eop: int) -> torch.Tensor
     after = (seqs == eop).long().cumsum(1) - (seqs == eop).long()   # tokens after the first [eop] are padding
     return (lp * (after == 0)).sum(1)
 
+def _cache_of(out):
+    "The KV cache a forward returned (transformers 5 calls it `cache`; older outputs `past_key_values`)."
+    c = getattr(out, 'cache', None)
+    return c if c is not None else getattr(out, 'past_key_values', None)
+
+def prefill(model, inputs: dict, rows: int = 1):
+    "The KV cache of each prompt's Part A (`batch_prompts` inputs but the final [sop]), computed once, repeated `rows` times."
+    with torch.no_grad():
+        out = model(input_ids=inputs['input_ids'][:, :-1], position_ids=inputs['position_ids'][..., :-1],
+                    attention_mask=inputs['attention_mask'][:, :-1], prefix_len=inputs['prefix_len'], use_cache=True,
+                    logits_to_keep=1)
+    cache = _cache_of(out)
+    if rows > 1: cache.batch_repeat_interleave(rows)
+    return cache
+
 def generate_entities(model,                   # GLMForCausalLM or RecAdapterForCausalLM (eval mode)
                       prompts,                 # a `Prompt` or a list of them (decoded together, left-padded)
                       trie: EntityTrie,        # the entity pool (items)
@@ -364,7 +379,7 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
     gk.update(generate_kwargs)
     with torch.no_grad(), torch.random.fork_rng(devices=[]), dynamic_positions(model, positions, L):
         torch.manual_seed(seed)
-        out = model.generate(**inputs, **gk)
+        out = model.generate(**inputs, cache=prefill(model, inputs, rows), **gk)   # Part A once per prompt, not per beam
     gen = out.sequences[:, L:]
     scores = (out.sequences_scores if mode == 'beam' else _log_likelihood(out.logits, gen, ids.eop)).tolist()
     res = []
@@ -385,17 +400,12 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
     return res[0] if single else res
 
 # %% ../nbs/09_trie.ipynb #5237550a
-def _cache_of(out):
-    "The KV cache a forward returned (transformers 5 calls it `cache`; older outputs `past_key_values`)."
-    c = getattr(out, 'cache', None)
-    return c if c is not None else getattr(out, 'past_key_values', None)
-
 def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # candidate keys, e.g. 1 positive + 99 negatives
                     ids: SpecialIds,
-                    batch_size: int = 128,       # candidates per forward pass
+                    batch_size: int = 32,        # candidates per forward pass (batched by length: little padding)
                     per_token: bool = False      # mean log-likelihood per token instead of the sum
-                   ) -> list:                    # list[Hit], best first
-    "Score candidates by the log-likelihood of `tokens + [eop]` after Part A and `[sop]`, without generation; Part A runs once per batch and its KV cache serves every candidate."
+                   ) -> list:                    # list[Hit], best first (ties keep the order of `candidates`)
+    "Score candidates by the log-likelihood of `tokens + [eop]` after Part A and `[sop]`, without generation; Part A runs once and its KV cache serves every candidate."
     cands = [str(c) for c in candidates]
     missing = [c for c in cands if c not in trie.tokens_of]
     if missing: raise KeyError(f'rank_candidates: candidate key(s) {missing[:5]} are not in the entity pool')
@@ -404,9 +414,10 @@ def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # cand
     layout = model_layout(model)
     a_in = dict(input_ids=t(prompt.part_a)[None], position_ids=t(prompt.positions(layout)[:, :la])[None],
                 attention_mask=torch.ones(1, la, dtype=torch.long, device=dev), prefix_len=t([la]))
-    hits = []
-    for c0 in range(0, len(cands), batch_size):
-        chunk = cands[c0:c0 + batch_size]
+    with torch.no_grad(): a_cache = _cache_of(model(**a_in, use_cache=True))
+    by_len, score = sorted(set(cands), key=lambda c: len(trie.tokens_of[c])), {}
+    for c0 in range(0, len(by_len), batch_size):
+        chunk = by_len[c0:c0 + batch_size]
         seqs = [trie.tokens_of[c] for c in chunk]
         lens = np.array([len(s) + 1 for s in seqs]); C, Lb = len(chunk), int(lens.max())
         real = np.arange(Lb)[None, :] < lens[:, None]
@@ -419,16 +430,15 @@ def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # cand
         pos[:, 0][real] = prompt.mask_pos; pos[:, 1][real] = part_b_intra(continues_entity(ent), start)
         if layout != 'glm': pos[:, 2] = prompt.part_b_base(layout, Lb)
         with torch.no_grad():
-            cache = _cache_of(model(**a_in, use_cache=True))
-            cache.batch_repeat_interleave(C)
+            cache = copy.deepcopy(a_cache); cache.batch_repeat_interleave(C)
             logits = model(input_ids=t(inp), position_ids=t(pos), prefix_len=t(np.full(C, la)), cache=cache, use_cache=True,
                            attention_mask=t(np.concatenate([np.ones((C, la), np.int64), real], 1))).logits[t(real)].float()
             # only the real positions, and log p = logit - logsumexp: no second [tokens, vocab] tensor
             lp = logits.gather(1, t(tgt[real])[:, None])[:, 0] - torch.logsumexp(logits, -1)
             s = torch.zeros(C, dtype=lp.dtype, device=dev).index_add_(0, t(np.repeat(np.arange(C), lens)), lp)
         if per_token: s = s / t(lens)
-        hits += [Hit(trie.name_of[c], [c], float(v), trie.tokens_of[c]) for c, v in zip(chunk, s.tolist())]
-    return sorted(hits, key=lambda h: -h.score)
+        score.update(zip(chunk, s.tolist()))
+    return sorted([Hit(trie.name_of[c], [c], score[c], trie.tokens_of[c]) for c in cands], key=lambda h: -h.score)
 
 # %% ../nbs/09_trie.ipynb #5552cc39
 def decode_table(trie: EntityTrie, tokens,  # generated ids after [sop] (an [eop] ends them)

@@ -24,6 +24,7 @@ CASES = {
     'recsysllm_bench': (['{tmp}/missing', '--out', '{tmp}/bench'], '{tmp}/missing'),             # missing folder
     'recsysllm_ablations': (['--n_users', 'all', '--out', '{tmp}/ablations'],                    # argparse
                             "argument --n_users: invalid int value: 'all'"),
+    'recsysllm_headline': (['--arms', 'nope', '--out', '{tmp}/headline'], "unknown arm(s) ['nope']"),    # ValueError
 }
 
 def _env(**kw):

@@ -68,7 +68,8 @@ def test_with_method_tokens_on_a_local_folder(tmp_path):
 
 def test_train_cli_with_a_real_tokenizer_and_own_data(tmp_path):
     "The command a new user tried: a real LLM folder as model and tokenizer (special tokens added by the entry point),"
-    " on data given with --dataset; one LoRA step (new token rows trained through trainable_token_indices)."
+    " on data given with --dataset; one LoRA step (new token rows trained through trainable_token_indices); then"
+    " train -> recommend -> eval on the merged model."
     import subprocess, sys, json as _json
     from pathlib import Path
     folder = str(P.pretrained_lm()); fixture = Path(__file__).resolve().parents[1] / 'data_samples' / 'seq_fixture'
@@ -84,6 +85,21 @@ def test_train_cli_with_a_real_tokenizer_and_own_data(tmp_path):
     assert cfg['trainable_token_indices'] and min(next(iter(cfg['trainable_token_indices'].values()))
                                                     if isinstance(cfg['trainable_token_indices'], dict)
                                                     else cfg['trainable_token_indices']) >= 49152
+    # the chain on the same data: the merged whole model recommends real items and evaluates
+    merged = report['merged_dir']
+    assert merged and (Path(merged) / 'config.json').exists() and not (Path(merged) / 'adapter_config.json').exists()
+    from recsysllm_nb.sequences import load_sequences
+    user = load_sequences(fixture).users['user_id'].iloc[0]
+    env = {**__import__('os').environ, 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([str(exe.parent / 'recsysllm_recommend'), str(user), '--model', merged, '--dataset', f'seq:{fixture}',
+                        '--k', '2', '--beams', '2'], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0 and len([l for l in r.stdout.splitlines() if l.strip()[:1].isdigit()]) == 2, r.stderr[-3000:]
+    r = subprocess.run([str(exe.parent / 'recsysllm_eval'), '--dataset', f'seq:{fixture}', '--model', merged, '--n_users', '2',
+                        '--families', 'sequential,direct', '--direct_modes', 'candidates', '--beams', '2', '--no_baselines',
+                        '--no_progress', '--out', str(tmp_path / 'eval')], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = _json.loads((tmp_path / 'eval' / 'results.json').read_text())['rows']
+    assert {x['family'] for x in rows} == {'sequential', 'direct'} and all(x['value'] == x['value'] for x in rows)
 
 
 def test_recommend_zero_shot_on_own_data():
