@@ -4,7 +4,7 @@
 
 # %% ../nbs/15a_headline.ipynb #586f0fd4
 from __future__ import annotations
-import json, time
+import json, re, time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from fastcore.script import call_parse, store_true
@@ -34,7 +34,7 @@ class Arm:
     @property
     def slug(self) -> str:
         "The arm's folder name."
-        return ''.join(ch if ch.isalnum() else '-' for ch in self.name.lower()).strip('-')
+        return re.sub('[^a-z0-9]+', '-', self.name.lower()).strip('-')
 
 HEADLINE_ARMS = (
     Arm('SmolLM2 zero-shot', steps=0),
