@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from .entities import TokenizedSample, SpecialIds, special_ids
-from .masking import MaskedSample, MaskConfig, mask_sample, draw_spans, apply_spans_batch
+from .masking import MaskConfig, draw_spans, apply_spans_batch, unit_cut
 from .positions import continues_entity, part_a_intra, part_b_intra, span_starts, glm_block_ids, base_positions
 
 # %% auto #0
-__all__ = ['sample_rng', 'as_example', 'cut_left', 'truncate_left', 'trim_spans', 'assemble_batch', 'RecCollator',
-           'collate_oracle', 'RecDataset', 'epoch_callback']
+__all__ = ['sample_rng', 'as_example', 'cut_left', 'truncate_left', 'trim_spans', 'assemble_batch', 'RecCollator', 'RecDataset']
 
 # %% ../nbs/05_collate.ipynb #2c1864b5
 def sample_rng(seed: int,   # the run's seed
@@ -60,12 +59,10 @@ def truncate_left(ts: TokenizedSample,  # the original token stream of one sampl
     n = len(ts.input_ids)
     if n <= budget: return ts
     if budget < 1: raise ValueError(f'truncate_left: budget must be >= 1, got {budget}')
-    c, e = n - budget, ts.entity
-    if entity_aware and e[c] >= 0 and e[c] == e[c - 1]:   # the cut falls inside an entity: move it past the entity
-        rest = e[c:] != e[c]
-        k = int(rest.argmax())
-        if not rest[k]: raise ValueError(f'truncate_left: the last unit (entity {e[-1]}) is longer than the budget of {budget} tokens')
-        c += k
+    c = n - budget
+    if entity_aware and (c := unit_cut(ts.entity, c)) == n:   # a cut inside an entity moves past the entity
+        raise ValueError(f'truncate_left: the last unit (entity {ts.entity[-1]}) is longer than the budget of '
+                         f'{budget} tokens')
     return cut_left(ts, c)
 
 # %% ../nbs/05_collate.ipynb #b182fe1e
@@ -88,8 +85,7 @@ def trim_spans(ts: TokenizedSample,   # a (truncated) sample
     if c is None: raise ValueError(f'trim_spans: cannot fit {n} tokens + {m} spans in {max_length} keeping one span')
     d = j                                                       # spans 0..j-1 start before c and are dropped
     if d and c < ends[d - 1]: c = ends[d - 1]                  # inside a span: cut after it (a unit boundary)
-    elif entity_aware and 0 < c < n and ts.entity[c] >= 0 and ts.entity[c] == ts.entity[c - 1]:
-        c += int((ts.entity[c:] != ts.entity[c]).argmax())     # inside an entity: cut after it
+    elif entity_aware: c = unit_cut(ts.entity, c)               # inside an entity: cut after it
     if order is not None: order = np.asarray(order); order = order[order >= d] - d
     return cut_left(ts, c), spans[d:] - c, order
 
@@ -139,7 +135,7 @@ class RecCollator:
                  max_length: int = 512,         # Part A + Part B of every sample fit this many tokens
                  seed: int = 0,                 # run seed; with the sample index and the epoch it fixes every draw
                  pad_to_multiple_of: int = 8,   # pad the batch length up to a multiple of this
-                 epoch: int = 0,                # epoch (see `set_epoch` / `epoch_callback`)
+                 epoch: int = 0,                # epoch (see `set_epoch` / `train.EpochCallback`)
                  glm: bool | None = None,       # GLM block ids instead of entity intra ids (default: the config's GLM mode)
                  layout: str = 'glm',           # base position layout (`positions.LAYOUTS`): the model's `config.layout`
                  return_tensors: str = 'pt'):   # 'pt' (torch tensors) or 'np'
@@ -174,84 +170,6 @@ class RecCollator:
         batch = assemble_batch(self.mask(examples), self.ids.pad, self.pad_to_multiple_of, self.glm, self.layout)
         return {k: torch.from_numpy(v) for k, v in batch.items()} if self.return_tensors == 'pt' else batch
 
-# %% ../nbs/05_collate.ipynb #bf74ec27
-def _units_loop(entity: list) -> list:
-    "Units as [start, end) pairs, by a plain loop: a run of one entity index >= 0, or one plain token."
-    units = []
-    for t, e in enumerate(entity):
-        if t > 0 and e >= 0 and e == entity[t - 1]: units[-1][1] = t + 1
-        else: units.append([t, t + 1])
-    return units
-
-def _truncate_loop(ts: TokenizedSample, budget: int, entity_aware: bool = True) -> TokenizedSample:
-    "Oracle truncation: add whole units from the newest end while they fit."
-    n = len(ts.input_ids)
-    if n <= budget: return ts
-    cut, kept = n, 0
-    for s, e in reversed(_units_loop(ts.entity.tolist() if entity_aware else [-1] * n)):
-        if kept + (e - s) > budget: break
-        kept, cut = kept + (e - s), s
-    if cut == n: raise ValueError(f'the last unit is longer than the budget of {budget} tokens')
-    return cut_left(ts, cut)
-
-def _trim_loop(ms: MaskedSample, max_length: int) -> MaskedSample:
-    "Oracle trim: try every unit start of Part A from the left; keep the first cut whose sample fits."
-    la, lb = len(ms.part_a), len(ms.part_b_in)
-    if la + lb <= max_length: return ms
-    for c, _ in _units_loop(ms.a_entity.tolist()):
-        kept = {s for s in range(len(ms.mask_pos)) if ms.mask_pos[s] >= c}
-        b_keep = [t for t in range(lb) if int(ms.b_span[t]) in kept]
-        if (la - c) + len(b_keep) <= max_length: break
-    else: raise ValueError(f'no cut brings {la}+{lb} tokens under {max_length}')
-    order = sorted(kept)
-    new = {s: k for k, s in enumerate(order)}
-    cut_orig = c + sum(int(ms.spans[s, 1] - ms.spans[s, 0]) - 1 for s in range(len(ms.mask_pos)) if s not in kept)
-    return MaskedSample(part_a=ms.part_a[c:], a_entity=ms.a_entity[c:],
-                        mask_pos=np.array([ms.mask_pos[s] - c for s in order], np.int64),
-                        spans=np.array([ms.spans[s] - cut_orig for s in order], np.int64).reshape(-1, 2),
-                        part_b_in=ms.part_b_in[b_keep], part_b_out=ms.part_b_out[b_keep],
-                        b_span=np.array([new[int(ms.b_span[t])] for t in b_keep], np.int64),
-                        b_entity=ms.b_entity[b_keep], level=ms.level)
-
-def collate_oracle(examples: list,            # as for `RecCollator`
-                   ids: SpecialIds,           # special token ids
-                   mask_config: MaskConfig,   # masking configuration
-                   max_length: int = 512, seed: int = 0, epoch: int = 0, pad_to_multiple_of: int = 8,
-                   glm: bool | None = None    # GLM block ids instead of entity intra ids (default: not entity-aware)
-                  ) -> dict:
-    "The test oracle: a plain per-sample, per-token implementation of what `RecCollator` returns (same tensors)."
-    ea = mask_config.entity_aware
-    glm = (not ea) if glm is None else glm
-    rows = []
-    for k, ex in enumerate(examples):
-        ts, idx = as_example(ex, k)
-        ts = _truncate_loop(ts, max_length - 2, ea)
-        ms = _trim_loop(mask_sample(ts, ids, np.random.default_rng([seed, idx, epoch]), mask_config), max_length)
-        la, lb = len(ms.part_a), len(ms.part_b_in)
-        a_e, b_e, b_s = ms.a_entity.tolist(), ms.b_entity.tolist(), ms.b_span.tolist()
-        intra = []
-        for t in range(la):                              # Part A: 0 outside entities, 1..n along an entity
-            if glm or a_e[t] < 0: intra.append(0)
-            elif t > 0 and a_e[t] == a_e[t - 1]: intra.append(intra[-1] + 1)
-            else: intra.append(1)
-        is_sop = [t == 0 or b_s[t] != b_s[t - 1] for t in range(lb)]   # each span opens with [sop]
-        for t in range(lb):                              # Part B
-            if is_sop[t]: intra.append(1)                                     # [sop] -> 1
-            elif glm or is_sop[t - 1]: intra.append(intra[-1] + 1)            # right after [sop] -> 2 (GLM: always +1)
-            elif b_e[t] >= 0 and b_e[t] == b_e[t - 1]: intra.append(intra[-1] + 1)  # continues the entity -> +1
-            else: intra.append(1)                                             # anything else restarts
-        rows.append(dict(ids=ms.part_a.tolist() + ms.part_b_in.tolist(),
-                         inter=list(range(la)) + [int(ms.mask_pos[s]) for s in b_s], intra=intra,
-                         labels=[-100] * la + ms.part_b_out.tolist(), la=la))
-    longest = max(len(r['ids']) for r in rows)
-    L = max(-(-longest // pad_to_multiple_of) * pad_to_multiple_of, pad_to_multiple_of)
-    pad = lambda x, v: x + [v] * (L - len(x))
-    return dict(input_ids=torch.tensor([pad(r['ids'], ids.pad) for r in rows], dtype=torch.long),
-                position_ids=torch.tensor([[pad(r['inter'], 0), pad(r['intra'], 0)] for r in rows], dtype=torch.long),
-                attention_mask=torch.tensor([pad([1] * len(r['ids']), 0) for r in rows], dtype=torch.long),
-                prefix_len=torch.tensor([r['la'] for r in rows], dtype=torch.long),
-                labels=torch.tensor([pad(r['labels'], -100) for r in rows], dtype=torch.long))
-
 # %% ../nbs/05_collate.ipynb #dcd5f2f4
 class RecDataset(torch.utils.data.Dataset):
     "A torch Dataset over tokenized samples that yields the dicts `RecCollator` takes (with the sample index 'idx')."
@@ -261,10 +179,3 @@ class RecDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         return dict(input_ids=s.input_ids, entity=s.entity, sentence=s.sentence, idx=int(i))
-
-def epoch_callback(collator: RecCollator):
-    "A `transformers.TrainerCallback` that calls `collator.set_epoch` at each epoch start (workers are re-forked per epoch)."
-    from transformers import TrainerCallback
-    class _SetEpoch(TrainerCallback):
-        def on_epoch_begin(self, args, state, control, **kwargs): collator.set_epoch(int(round(state.epoch or 0)))
-    return _SetEpoch()

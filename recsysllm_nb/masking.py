@@ -10,9 +10,9 @@ import numpy as np
 from .entities import TokenizedSample, unit_starts
 
 # %% auto #0
-__all__ = ['LEVELS', 'MaskConfig', 'MaskedSample', 'unit_bounds', 'sample_unit_spans', 'entity_spans', 'sentence_spans',
-           'document_span', 'apply_spans_batch', 'apply_spans', 'draw_spans', 'mask_batch', 'mask_sample',
-           'reconstruct', 'show_masked']
+__all__ = ['LEVELS', 'MaskConfig', 'MaskedSample', 'unit_bounds', 'sample_unit_spans', 'entity_spans', 'unit_cut',
+           'sentence_spans', 'document_span', 'apply_spans_batch', 'apply_spans', 'draw_spans', 'mask_batch',
+           'mask_sample', 'reconstruct', 'show_masked']
 
 # %% ../nbs/03_masking.ipynb #c84d005e
 LEVELS = ('entity', 'sentence', 'document')  # the three objectives, with mask tokens [MASK], [sMASK], [gMASK]
@@ -102,11 +102,25 @@ def entity_spans(tok: TokenizedSample, config: MaskConfig, rng: np.random.Genera
     u = unit_bounds(tok, config.entity_aware) if units is None else units
     return u[sample_unit_spans(len(u) - 1, config, rng)]
 
-# %% ../nbs/03_masking.ipynb #ac6dc787
+# %% ../nbs/03_masking.ipynb #31decc88
 def _inside(entity, pos):
     "True where a cut just before token `pos` (0 < pos < n) would split an entity."
     return (entity[pos] >= 0) & (entity[pos] == entity[pos - 1])
 
+def unit_cut(entity: np.ndarray,  # int [n]: entity index of each token (-1: plain token)
+             c: int,              # a cut just before token `c` (0..n)
+             back: bool = False   # move back to the split entity's first token instead of past its last
+            ) -> int:             # the cut, at a unit boundary (n when the entity runs to the end)
+    "Where a cut before token `c` lands: `c` on a unit boundary, else past the entity it would split (or at its start)."
+    entity = np.asarray(entity); n = len(entity)
+    if not 0 < c < n or not _inside(entity, c): return c
+    if back:
+        before = np.flatnonzero(entity[:c] != entity[c])
+        return int(before[-1]) + 1 if len(before) else 0
+    after = np.flatnonzero(entity[c:] != entity[c])
+    return c + int(after[0]) if len(after) else n
+
+# %% ../nbs/03_masking.ipynb #ac6dc787
 def sentence_spans(tok: TokenizedSample, config: MaskConfig, rng: np.random.Generator
                   ) -> np.ndarray:  # int64 [m, 2]: (start, end) token offsets of whole sentences, sorted
     "Sentence level: whole sentences, drawn in random order until they cover `ratio` of the tokens (at least one)."
@@ -134,11 +148,8 @@ def document_span(tok: TokenizedSample, config: MaskConfig, rng: np.random.Gener
     n = len(tok.input_ids)
     lo = max(1, math.ceil(config.doc_min_ratio * n)); hi = max(lo, int(config.doc_max_ratio * n))
     start = n - (lo + int(rng.random() * (hi - lo + 1)))
-    if config.entity_aware and 0 < start and _inside(ent := np.asarray(tok.entity), start):
-        e = ent[start]                                  # the cut falls inside entity e: move it to e's first token ...
-        before, after = np.flatnonzero(ent[:start] != e), np.flatnonzero(ent[start:] != e)
-        first = int(before[-1]) + 1 if len(before) else 0
-        past = start + int(after[0]) if len(after) else n
+    if config.entity_aware and (first := unit_cut(tok.entity, start, back=True)) != start:
+        past = unit_cut(tok.entity, start)              # the cut splits an entity: move it to its first token ...
         start = past if n - first > hi and past < n and n - past >= lo else first   # ... or past its last when too long
     return np.array([[start, n]], dtype=np.int64)
 

@@ -12,7 +12,7 @@ import torch
 from .data import Tables, Split
 from .textualize import item_names, textualize_corpus
 from .entities import demo_tokenizer, special_ids, tokenize_samples
-from .masking import MaskConfig, MaskedSample
+from .masking import MaskConfig, MaskedSample, unit_cut
 from .collate import RecCollator, RecDataset
 from .train import TrainConfig, MixedDataset, train, plot_losses, merged_lora
 from .tasks import build_tasks, family_support, leaks, to_masked_batch
@@ -30,7 +30,7 @@ def fit_masked(m: MaskedSample,        # one masked task sample
     c = la + lb - max_length
     if c <= 0: return m
     e = m.a_entity
-    while 0 < c < la and e[c] >= 0 and e[c] == e[c - 1]: c += 1   # never start inside an entity
+    c = unit_cut(e, c)                                            # never start inside an entity
     if c > int(m.mask_pos.min()): raise ValueError(f'fit_masked: cannot fit {la}+{lb} tokens in {max_length} and keep the mask')
     return replace(m, part_a=m.part_a[c:], a_entity=e[c:], mask_pos=m.mask_pos - c, spans=m.spans - c)
 

@@ -58,7 +58,7 @@ class MixedDataset(Dataset):
         else: w = np.asarray(weights, dtype=float)
         if w.shape != sizes.shape or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f'MixedDataset: weights must be {len(sizes)} non-negative numbers, not all zero; got {list(w)}')
-        self.weights, self.seed, self.epoch = w / w.sum(), seed, 0
+        self.weights, self.seed = w / w.sum(), seed
         n = int(sizes.sum()) if length is None else int(length)
         rng = np.random.default_rng(seed)
         self.source = rng.choice(len(sizes), size=n, p=self.weights).astype(np.int64)
@@ -68,9 +68,6 @@ class MixedDataset(Dataset):
             if len(pos): self.index[pos] = np.concatenate([rng.permutation(size) for _ in range(-(-len(pos) // size))])[:len(pos)]
 
     def __len__(self): return len(self.source)
-    def set_epoch(self, epoch: int):
-        "Epoch stamped on the items (the collator draws masks from (seed, idx, epoch))."
-        self.epoch = int(epoch)
     def counts(self) -> dict:
         "How many stream positions each source fills."
         return {n: int((self.source == k).sum()) for k, n in enumerate(self.names)}
@@ -79,7 +76,7 @@ class MixedDataset(Dataset):
         item = self.sources[k][j]
         if not isinstance(item, Mapping):
             raise TypeError(f'MixedDataset: item {j} of source {self.names[k]!r} is a {type(item).__name__}, expected a dict')
-        return {**item, 'idx': int(i), 'source': self.names[k], 'epoch': self.epoch}
+        return {**item, 'idx': int(i)}
 
 # %% ../nbs/08_train.ipynb #7ca1017a
 SIZES = {  # depth / width / heads of the size presets (intermediate_size: MLP width, default per family)
@@ -204,7 +201,7 @@ def trainable_parameters(model) -> tuple[int, int]:
 
 # %% ../nbs/08_train.ipynb #4e515534
 class EpochCallback(TrainerCallback):
-    "At each epoch start (also a resumed one), pass the epoch to every target with `set_epoch` (the dataset, the collator)."
+    "At each epoch start (also a resumed one), pass the epoch to every target that has `set_epoch` (the collator)."
     def __init__(self, *targets): self.targets = targets
     def on_epoch_begin(self, args, state, control, **kwargs):
         epoch = math.floor((state.epoch or 0) + 1e-9)   # state.epoch is fractional on resume (e.g. 1.5 in epoch 1)

@@ -8,8 +8,10 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 from recsysllm_nb.entities import TokenizedSample, SpecialIds
 from recsysllm_nb.masking import MaskConfig, reconstruct
 from recsysllm_nb.positions import prefix_lm_mask
-from recsysllm_nb.collate import (RecCollator, RecDataset, collate_oracle, truncate_left, trim_spans, sample_rng,
-                                  epoch_callback)
+from recsysllm_nb.collate import RecCollator, RecDataset, truncate_left, trim_spans, sample_rng
+from recsysllm_nb.train import EpochCallback
+import recsysllm_nb.collate
+from collate_oracle import collate_oracle, _truncate_loop     # tests/collate_oracle.py: the plain-loop oracle
 
 IDS = SpecialIds(mask=1, smask=2, gmask=3, sop=4, eop=5, pad=0, eos=6)
 VOCAB0 = 10                                              # ordinary token ids start here
@@ -98,6 +100,39 @@ def test_fast_equals_oracle_and_rules(ss, cfg_name, max_length, seed, epoch):
     for k in slow: assert torch.equal(fast[k], slow[k]), k
     check_batch(fast, coll.mask(ex), ss, max_length, glm=not cfg.entity_aware)
 
+def test_real_data_equals_oracle():
+    "ML-100K users with long whole histories (truncated and trimmed) and short sampled ones, three masking settings."
+    from recsysllm_nb.data import load_ml100k, leave_one_out
+    from recsysllm_nb.textualize import textualize_corpus
+    from recsysllm_nb.entities import demo_tokenizer, tokenize_samples, special_ids
+    tables = load_ml100k(); split = leave_one_out(tables); tok = demo_tokenizer(); ids = special_ids(tok)
+    users = split.train['user_id'].value_counts().index[:6].tolist()
+    ss = tokenize_samples(textualize_corpus(tables, split, users=users, n_items=None), tok)
+    ss += tokenize_samples(textualize_corpus(tables, split, users=['1', '2']), tok)
+    ex = as_dicts(ss)
+    for cfg in (MaskConfig(level_probs=(1, 0, 0)), MaskConfig(), MaskConfig.glm(), MaskConfig(shuffle=True)):
+        for ml in (512, 128):
+            fast = RecCollator(ids, cfg, max_length=ml, seed=3, epoch=1)(ex)
+            slow = collate_oracle(ex, ids, cfg, max_length=ml, seed=3, epoch=1)
+            for k in slow: assert torch.equal(fast[k], slow[k]), (k, ml)
+    long = ss[0]
+    assert (_truncate_loop(long, 510).input_ids == truncate_left(long, 510).input_ids).all()
+
+def test_oracle_catches_a_broken_part_b(monkeypatch):
+    "The oracle builds Part A / Part B itself: a collator whose `apply_spans_batch` is wrong no longer matches it."
+    ex = as_dicts([make_sample(np.random.default_rng(4), 80) for _ in range(3)])
+    cfg = CONFIGS['mixture']
+    labels = lambda: (RecCollator(IDS, cfg, max_length=64)(ex)['labels'],
+                      collate_oracle(ex, IDS, cfg, max_length=64)['labels'])
+    assert torch.equal(*labels())
+    real = recsysllm_nb.collate.apply_spans_batch
+    def broken(*a, **kw):                                  # every [eop] target becomes [sop]
+        out = real(*a, **kw)
+        for m in out: m.part_b_out[m.part_b_out == IDS.eop] = IDS.sop
+        return out
+    monkeypatch.setattr(recsysllm_nb.collate, 'apply_spans_batch', broken)
+    assert not torch.equal(*labels())
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(samples(), min_size=2, max_size=6), st.randoms(use_true_random=False))
 def test_batch_order_and_composition_do_not_matter(ss, rnd):
@@ -142,15 +177,19 @@ def test_dataloader_workers_give_identical_batches():
         for k in x: assert torch.equal(x[k], y[k]), k
 
 def test_epochs_differ_and_callback_sets_epoch():
+    "A new epoch draws new masks; `train.EpochCallback` sets the collator's epoch (floored when resumed mid-epoch)."
     rng = np.random.default_rng(1)
     ex = as_dicts([_stream(rng, 300) for _ in range(4)])
     coll = RecCollator(IDS, MaskConfig(level_probs=(1, 0, 0)), seed=0)
     e0 = coll(ex); coll.set_epoch(1); e1 = coll(ex)
     assert not (e0['labels'].shape == e1['labels'].shape and torch.equal(e0['labels'], e1['labels']))
-    cb = epoch_callback(coll)
+    cb = EpochCallback(coll)
     class S: epoch = 2.0
     cb.on_epoch_begin(None, S(), None)
     assert coll.epoch == 2
+    S.epoch = 1.5                                          # a run resumed in the middle of epoch 1
+    cb.on_epoch_begin(None, S(), None)
+    assert coll.epoch == 1
 
 def test_trainer_dataloader_with_workers():
     transformers = pytest.importorskip('transformers')
@@ -171,7 +210,8 @@ def test_trainer_dataloader_with_workers():
         coll = RecCollator(IDS, MaskConfig(), max_length=512, seed=3)
         args = transformers.TrainingArguments(output_dir=str(tmp), per_device_train_batch_size=4, dataloader_num_workers=workers,
                                               remove_unused_columns=False, report_to=[], seed=0, use_cpu=True, max_steps=2)
-        tr = transformers.Trainer(model=Tiny(), args=args, train_dataset=ds, data_collator=coll, callbacks=[epoch_callback(coll)])
+        tr = transformers.Trainer(model=Tiny(), args=args, train_dataset=ds, data_collator=coll,
+                                  callbacks=[EpochCallback(coll)])
         out = [{k: v.clone() for k, v in b.items()} for b in tr.get_train_dataloader()]
         tr.train()
         return out

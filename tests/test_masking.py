@@ -233,3 +233,11 @@ def test_errors_are_clear():
     bad = TokenizedSample(np.arange(10, 16), np.array([-1, 0, 0, 0, -1, -1], np.int32), np.array([0, 0, 1, 1, 1, 1], np.int32))
     with pytest.raises(ValueError, match='inside entity 0'): sentence_spans(bad, MaskConfig(), np.random.default_rng(0))
     with pytest.raises(ValueError, match='level must be'): mask_sample(bad, SP, np.random.default_rng(0), level='word')
+
+def test_unit_cut_edges():
+    "A cut inside an entity moves past it (or back to its start); unit boundaries stay; an entity at the end gives n."
+    from recsysllm_nb.masking import unit_cut
+    ent = np.array([0, 0, 0, -1, 1, 1, -1, 2, 2], np.int32)                 # units: 0-2, 3, 4-5, 6, 7-8
+    assert [unit_cut(ent, c) for c in range(10)] == [0, 3, 3, 3, 4, 6, 6, 7, 9, 9]
+    assert [unit_cut(ent, c, back=True) for c in range(10)] == [0, 0, 0, 3, 4, 4, 6, 7, 7, 9]
+    assert unit_cut(np.array([-1, -1, -1]), 1) == 1 and unit_cut([3, 3, 4, 4], 2) == 2   # plain tokens; entities meet

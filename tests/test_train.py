@@ -106,6 +106,8 @@ def test_mixed_dataset():
     assert [m[i] for i in range(50)] == [MixedDataset({'a': a, 'b': b}, {'a': 1, 'b': 3}, length=2000, seed=0)[i] for i in range(50)]
     firsts = m.index[m.source == 1][:3]
     assert sorted(firsts) == [0, 1, 2]   # a source is read in passes: a permutation before any repeat
+    k, j = int(m.source[7]), int(m.index[7])
+    assert m[7] == {**(a, b)[k][j], 'idx': 7}   # the source's item and its place in the stream, nothing more
     with pytest.raises(TypeError, match='expected a dict'): MixedDataset([[1, 2]])[0]
     with pytest.raises(ValueError, match='empty'): MixedDataset({'a': a, 'b': []})
 
