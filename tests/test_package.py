@@ -1,6 +1,6 @@
 """The exported package stands on its own: every module imports in a fresh interpreter outside the repo,
 and pyflakes finds no undefined name (a notebook's hidden import would show up here)."""
-import subprocess, sys, pkgutil
+import json, re, subprocess, sys, pkgutil
 from pathlib import Path
 import pytest
 import recsysllm_nb
@@ -8,8 +8,25 @@ import recsysllm_nb
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(m.name for m in pkgutil.iter_modules(recsysllm_nb.__path__) if not m.name.startswith('_'))
 
+def _exported():
+    "module -> the notebook (path under nbs/) whose `#| default_exp` names it."
+    out = {}
+    for nb in sorted((ROOT / 'nbs').rglob('*.ipynb')):
+        if '.ipynb_checkpoints' in nb.parts: continue
+        for c in json.loads(nb.read_text())['cells']:
+            m = re.match(r'#\|\s*default_exp\s+(\S+)', ''.join(c['source'])) if c['cell_type'] == 'code' else None
+            if m:
+                assert m.group(1) not in out, f'{m.group(1)} exported by {out[m.group(1)]} and {nb.name}'
+                out[m.group(1)] = nb.relative_to(ROOT / 'nbs').as_posix()
+    return out
+
 def test_package_has_modules():
-    assert 'data' in MODULES, MODULES
+    "The package holds exactly the modules the notebooks export, and each names its notebook as the file to edit."
+    exp = _exported()
+    assert sorted(exp) == MODULES, (sorted(set(exp) - set(MODULES)), sorted(set(MODULES) - set(exp)))
+    for mod, nb in exp.items():
+        head = (ROOT / 'recsysllm_nb' / f'{mod}.py').read_text()[:2000]
+        assert f'File to edit: ../nbs/{nb}.' in head, f'{mod}.py does not name nbs/{nb} as its source'
 
 @pytest.mark.parametrize('mod', MODULES)
 def test_module_imports_fresh(mod, tmp_path):
