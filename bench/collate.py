@@ -18,13 +18,15 @@ from pathlib import Path
 
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))   # the per-sample oracle is test code
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from recsysllm_nb.data import load_ml100k, leave_one_out  # noqa: E402
 from recsysllm_nb.textualize import textualize_corpus  # noqa: E402
 from recsysllm_nb.entities import demo_tokenizer, tokenize_samples, special_ids  # noqa: E402
 from recsysllm_nb.masking import MaskConfig  # noqa: E402
-from recsysllm_nb.collate import RecCollator, collate_oracle  # noqa: E402
+from recsysllm_nb.collate import RecCollator  # noqa: E402
+from collate_oracle import collate_oracle  # noqa: E402
 
 BATCH, MAX_LEN, N_USERS = 16, 512, 64
 
