@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from fastcore.script import call_parse, store_true
 from transformers import AutoModelForCausalLM
-from .data import Tables, Split
+from .data import Tables, Split, pyplot_for
 from .entities import demo_tokenizer
 from .masking import MaskConfig
 from .train import apply_lora
@@ -31,10 +31,7 @@ RANKS = (2, 4, 8, 16, 32)   # the paper's Figure 3
 
 def plot_rank_sweep(rows, path=None, metrics=(('sequential', 'HR@10'), ('sequential', 'NDCG@10'), ('direct', 'HR@10'), ('direct', 'NDCG@10'))):
     "Metric against LoRA rank (one line per family / metric / prompt set), as the paper's Figure 3; PNG when `path` is given."
-    import matplotlib
-    if path is not None and not matplotlib.get_backend().lower().startswith(('module://', 'inline', 'nbagg', 'widget')):
-        matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot_for(path)
     r = pd.DataFrame(list(rows))
     r = r[r['model'].str.startswith('LoRA r=')].assign(rank=lambda x: x['model'].str[7:].astype(int))
     fig, ax = plt.subplots(figsize=(6, 3.8))
@@ -83,7 +80,7 @@ def run_ablations(tables: Tables, split: Split,
             r = pretrain_with_tasks(tables, split, out / f'lora_r{k}', tok, lora_steps, size, batch_size, lora_lr,
                                     mix=(0.0, 0.0, 1.0), model=apply_lora(base, k), lora_rank=k, data=data, seed=seed,
                                     progress=progress, logging_steps=max(1, lora_steps // 30))
-            rows += ev(r['model'].merge_and_unload().eval(), f'LoRA r={k}', False)
+            rows += ev(r['model'], f'LoRA r={k}', False)   # `pretrain_with_tasks` returns the LoRA run merged, in eval mode
             runs[f'lora_r{k}'] = dict(seconds=round(r['seconds'], 1), first_loss=r['first_loss'], last_loss=r['last_loss'])
     cfg = ExperimentConfig(model=str(base_model), n_users=n_users, seed=seed, beams=beams, families=tuple(families),
                            direct_modes=tuple(direct_modes), baselines=False, progress=progress)

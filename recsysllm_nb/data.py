@@ -14,7 +14,7 @@ from fastcore.script import call_parse
 
 # %% auto #0
 __all__ = ['INTERACTION_TEXT', 'SPLIT_FILES', 'DataError', 'Tables', 'read_atomic', 'ml100k_dir', 'load_ml100k', 'Split',
-           'sample_negatives', 'leave_one_out', 'kcore', 'stats', 'format_stats']
+           'sample_negatives', 'leave_one_out', 'write_atomic', 'pyplot_for', 'kcore', 'stats', 'format_stats']
 
 # %% ../nbs/00_data.ipynb #6d0cc771
 class DataError(ValueError):
@@ -329,6 +329,25 @@ def load(cls: Split,
         if len(df) != meta[k]: raise DataError(folder / f'{k}.parquet', None, None, f'{meta[k]} rows (split.json)', len(df), 'row')
     parts['negatives']['items'] = [list(map(str, v)) for v in parts['negatives']['items']]
     return cls(**parts, seed=meta['seed'])
+
+# %% ../nbs/00_data.ipynb #54f06949
+_NOTEBOOK_BACKENDS = ('module://', 'inline', 'nbagg', 'widget')   # matplotlib backends that draw into a notebook
+
+def write_atomic(path,      # the file to write (its folder must exist)
+                 text: str, # its whole content
+                ) -> Path:
+    "Write `text` to `path` atomically: a temporary file beside it, then a rename (replacing any old file)."
+    path = Path(path); tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(text); tmp.replace(path)
+    return path
+
+def pyplot_for(path=None):  # where the caller will save its figure (None: only shown)
+    "`matplotlib.pyplot`, on the Agg backend first when a figure is saved to `path` outside a notebook."
+    import matplotlib
+    if path is not None and not matplotlib.get_backend().lower().startswith(_NOTEBOOK_BACKENDS):
+        matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
 
 # %% ../nbs/00_data.ipynb #f41cf574
 def kcore(tables: Tables,  # the dataset

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 from fastcore.script import call_parse, store_true
-from .data import Tables, Split, leave_one_out
+from .data import Tables, Split, leave_one_out, write_atomic, pyplot_for
 from .textualize import item_names
 from .entities import demo_tokenizer, special_ids
 from .collate import assemble_batch
@@ -21,8 +21,7 @@ from .trie import EntityTrie, Prompt, generate_entities, rank_candidates
 from .metrics import (rating_metrics, ranking_metrics, rank_in_list, rank_from_scores, rank_excluding_history,  # noqa: F401
                                   repeated_targets, text_metrics)
 from .baselines import default_baselines, run_baselines, user_histories
-from .task_training import (fit_masked, MaskedDataset, TaskMixCollator, training_leaks, training_data,  # noqa: F401
-                                        pretrain_with_tasks)  # (also importable from here, where they were first)
+from .task_training import fit_masked
 
 # %% auto #0
 __all__ = ['ROW_KEYS', 'METRICS', 'PROTOCOL', 'eval_users', 'subset_split', 'eval_prompts', 'score_rating', 'score_sequential',
@@ -236,10 +235,7 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
 
 def plot_family(table: pd.DataFrame, family: str, path=None):
     "Grouped bars: one group per metric of `family`, one bar per (model, prompts) row; saved as PNG when `path` is given."
-    import matplotlib
-    if path is not None and not matplotlib.get_backend().lower().startswith(('module://', 'inline', 'nbagg', 'widget')):
-        matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot_for(path)
     mets = [m for m in METRICS[family] if m in table.columns and m not in ('n', 'n_unparsed')]
     lab = [f'{m}' + (f' ({p}, {me.split(",")[0]})' if p != '-' else '') for m, p, me in zip(table['model'], table['prompts'], table['method'])]
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(mets) * max(1, len(lab)) / 3), 3.8))
@@ -285,9 +281,7 @@ PROTOCOL = [
     'Explanation / review: greedy generation at the [gMASK]; BLEU-4 = sacrebleu corpus BLEU (13a), ROUGE = rouge-score F, x100.',
     'Baselines (Random, Popularity, MF, BPR-MF, SASRec) are fitted on the training part once and evaluated on the same users and candidates.']
 
-def _write(path: Path, text: str):
-    "Write atomically (a temporary file, then rename)."
-    tmp = path.with_name(path.name + '.tmp'); tmp.write_text(text); tmp.replace(path)
+_write = write_atomic   # the name the demo and Beauty modules import
 
 def write_report(out_dir, rows, cfg: ExperimentConfig, users, outputs=None, extra: dict | None = None,
                  title: str = 'RecSysLLM experiment') -> dict:
@@ -306,15 +300,15 @@ def write_report(out_dir, rows, cfg: ExperimentConfig, users, outputs=None, extr
         md += [f'## {fam} (test, {len(users)} users)', '', markdown_table(t), '', f'![{fam}]({fam}.png)', '']
         plt.close(plot_family(t, fam, o / f'{fam}.png')); paths[fam] = o / f'{fam}.png'
     for fam, t in tabs_all.items(): md += [f'## {fam}, baselines on all test users', '', markdown_table(t), '']
-    _write(paths['report'], '\n'.join(md))
-    _write(paths['config'], json.dumps(config, indent=1, default=str))
+    write_atomic(paths['report'], '\n'.join(md))
+    write_atomic(paths['config'], json.dumps(config, indent=1, default=str))
     res = dict(config=config, seed=cfg.seed, users=list(users), protocol=[p.format(beams=cfg.beams) for p in PROTOCOL],
                tables={f: t.to_dict('records') for f, t in tabs.items()},
                tables_all_users={f: t.to_dict('records') for f, t in tabs_all.items()}, rows=list(rows), run=extra or {})
-    _write(paths['json'], json.dumps(res, indent=1, default=float))
+    write_atomic(paths['json'], json.dumps(res, indent=1, default=float))
     pd.DataFrame(list(rows), columns=list(ROW_KEYS)).to_csv(paths['csv'], index=False)
     if outputs is not None:
-        paths['predictions'] = o / 'predictions.json'; _write(paths['predictions'], json.dumps(outputs, default=float))
+        paths['predictions'] = o / 'predictions.json'; write_atomic(paths['predictions'], json.dumps(outputs, default=float))
     return paths
 
 def format_tables(rows, users: str = 'subset') -> str:

@@ -9,8 +9,8 @@ from recsysllm_nb.textualize import item_names
 from recsysllm_nb.entities import demo_tokenizer
 from recsysllm_nb.tasks import TEMPLATES, build_tasks
 from recsysllm_nb.baselines import RandomScorer, Popularity, BPRMF
-from recsysllm_nb.experiments import (ExperimentConfig, eval_prompts, paper_tables, pretrain_with_tasks, run_experiments,
-                                      eval_users, training_data, training_leaks, METRICS)
+from recsysllm_nb.experiments import ExperimentConfig, eval_prompts, paper_tables, run_experiments, eval_users, METRICS
+from recsysllm_nb.task_training import pretrain_with_tasks, training_leaks
 
 warnings.filterwarnings('ignore', message='.*tasks skipped.*')
 
