@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 from .data import load_ml100k, leave_one_out
-from .textualize import Entity, TextSample, DEFAULT_TEMPLATES, check_sample, item_names, textualize_user
+from .textualize import (Entity, TextSample, DEFAULT_TEMPLATES, SENTENCE_BREAK, check_sample, item_names,
+                                     textualize_user)
 from .entities import TOKENIZER_KINDS, demo_tokenizer, special_ids, tokenize_sample
 from .masking import LEVELS, MaskConfig, mask_sample
 from .positions import position_ids_2d, prefix_lm_mask, plot_position_table, plot_attention
@@ -66,7 +67,8 @@ def parse_marked(marked: str,                  # text with entities bracketed, a
     for e in ents: e.key = ids.get(e.key, e.key) if e.kind == 'item' else _feature_key(text, e.start, e.end, tpl)
     inside = np.zeros(len(text) + 1, bool)
     for e in ents: inside[e.start:e.end] = True
-    cuts = [m.end() for m in re.finditer(r'[.!?](?=\s|$)|\n', text) if not inside[m.start()]]
+    cuts = sorted({m.start() for m in SENTENCE_BREAK.finditer(text) if not inside[m.start() - 1]}     # after . ! ?
+                  | {m.start() for m in re.finditer('\n', text) if not inside[m.start()]})           # and line breaks
     sents = []
     for a, z in zip([0] + cuts, cuts + [len(text)]):
         chunk = text[a:z]

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 from .data import Tables, Split
-from .textualize import Entity, TextSample, item_names, feature_sentences, _assemble
+from .textualize import Entity, TextSample, SENTENCE_BREAK, item_names, feature_sentences, _assemble
 from .entities import tokenize_samples, special_ids
 from .masking import MaskedSample, apply_spans_batch
 
 # %% auto #0
 __all__ = ['FAMILIES', 'FAMILY_LEVEL', 'FAMILY_COLUMNS', 'SLOTS', 'TEMPLATES', 'Template', 'register_template', 'templates',
            'render', 'TaskSample', 'TaskSkipped', 'family_support', 'build_tasks', 'for_candidate', 'leaks',
-           'to_masked_batch', 'to_masked', 'prompts_and_targets', 'prompt_and_target']
+           'to_masked_batch', 'to_masked']
 
 # %% ../nbs/10_tasks.ipynb #0621f170
 FAMILIES = ('rating', 'sequential', 'explanation', 'review', 'direct')  # the five P5 task families
@@ -106,8 +106,6 @@ for _f, _ts in _T.items():   # a leading '*' marks an unseen (zero-shot) templat
     for _k, _t in enumerate(_ts, 1): register_template(Template(_f, f'{_f}-{_k}', _t.lstrip('*'), not _t.startswith('*')))
 
 # %% ../nbs/10_tasks.ipynb #c6469193
-_SENT = re.compile(r'(?<=[.?!])\s+')
-
 def render(template: Template,   # the template to fill
            values: dict,         # slot -> plain str, an entity (surface, kind, key), or a list of entities (joined by `sep`);
                                  # 'answer' -> (text, kind, key) with kind 'item', 'feature' or 'text' (plain)
@@ -118,7 +116,7 @@ def render(template: Template,   # the template to fill
     "The prompt text of `template` with the answer in place, its entities and sentences, and the answer's char span."
     sents, cur = [list(s) for s in profile], []
     for lit, name in template.parsed:
-        for j, part in enumerate(_SENT.split(lit) if lit else []):
+        for j, part in enumerate(SENTENCE_BREAK.split(lit) if lit else []):
             if j: sents.append(cur); cur = []
             if part: cur.append(part)
         if name is None: continue
@@ -342,11 +340,3 @@ def to_masked_batch(samples: list,    # TaskSamples
 def to_masked(ts: TaskSample, tokenizer, sids=None) -> MaskedSample:
     "The blank-infilling form of one task sample (see `to_masked_batch`)."
     return to_masked_batch([ts], tokenizer, sids)[0]
-
-def prompts_and_targets(samples: list, tokenizer, sids=None) -> list:
-    "For the evaluator: (Part A token ids with the one mask token, target text) of each task sample."
-    return [(m.part_a, ts.answer_text) for ts, m in zip(samples, to_masked_batch(samples, tokenizer, sids))]
-
-def prompt_and_target(ts: TaskSample, tokenizer, sids=None) -> tuple:
-    "For the evaluator: (Part A token ids with the one mask token, target text) of one task sample."
-    return prompts_and_targets([ts], tokenizer, sids)[0]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_textualize.ipynb #2ce2db22
 from __future__ import annotations
-import hashlib
+import hashlib, re
 from dataclasses import dataclass, replace, fields
 from pathlib import Path
 from typing import Callable
@@ -13,9 +13,9 @@ import pandas as pd
 from .data import Tables, Split
 
 # %% auto #0
-__all__ = ['AGE_GROUPS', 'DEFAULT_TEMPLATES', 'DEFAULT_FORMATTERS', 'PERIOD_TEMPLATES', 'Entity', 'TextSample', 'check_sample',
-           'item_names', 'age_bucket', 'gender_word', 'TextConfig', 'feature_sentences', 'assign_periods',
-           'period_quotas', 'sample_history', 'textualize_user', 'textualize_corpus', 'mark_entities']
+__all__ = ['AGE_GROUPS', 'DEFAULT_TEMPLATES', 'DEFAULT_FORMATTERS', 'PERIOD_TEMPLATES', 'SENTENCE_BREAK', 'Entity', 'TextSample',
+           'check_sample', 'item_names', 'age_bucket', 'gender_word', 'TextConfig', 'feature_sentences',
+           'assign_periods', 'period_quotas', 'sample_history', 'textualize_user', 'textualize_corpus', 'mark_entities']
 
 # %% ../nbs/01_textualize.ipynb #5a60944c
 @dataclass
@@ -262,6 +262,8 @@ def sample_history(history: pd.DataFrame,  # interactions (the TRAIN part of a s
     return out
 
 # %% ../nbs/01_textualize.ipynb #c9fe35b6
+SENTENCE_BREAK = re.compile(r'(?<=[.!?])\s+')   # where one sentence of free text ends and the next begins
+
 def _assemble(user_id: str, sentences: list) -> TextSample:
     "A `TextSample` from sentences made of plain strings and (surface, kind, key) entities, joined by one space."
     parts, ents, sents, pos = [], [], [], 0
