@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['parse_ratings', 'rating_metrics', 'rmse', 'mae', 'hit_at_k', 'ndcg_at_k', 'ranking_metrics', 'rank_in_list',
-           'rank_from_scores', 'repeated_targets', 'rank_excluding_history', 'bleu', 'rouge', 'text_metrics']
+__all__ = ['parse_ratings', 'rating_metrics', 'hit_at_k', 'ndcg_at_k', 'ranking_metrics', 'rank_in_list', 'rank_from_scores',
+           'repeated_targets', 'rank_excluding_history', 'bleu', 'rouge', 'text_metrics']
 
 # %% ../nbs/11_metrics.ipynb #1241a1b5
 _NUMBER = r'([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)'
@@ -52,16 +52,6 @@ def rating_metrics(outputs,                # predictions: numbers or text output
     e = p - y
     return {'RMSE': float(np.sqrt(np.mean(e * e))), 'MAE': float(np.mean(np.abs(e))), 'n': int(len(y)),
             'n_unparsed': int(bad.sum()), 'n_clipped': int(clipped.sum()), 'fallback': fb, 'range': (float(lo), float(hi))}
-
-def rmse(outputs, truth, **kw) -> dict:
-    "RMSE as a dict: `value`, `n`, `n_unparsed`, `n_clipped`, `fallback` (keyword arguments as `rating_metrics`)."
-    m = rating_metrics(outputs, truth, **kw)
-    return {'value': m['RMSE'], **{k: m[k] for k in ('n', 'n_unparsed', 'n_clipped', 'fallback')}}
-
-def mae(outputs, truth, **kw) -> dict:
-    "MAE as a dict: `value`, `n`, `n_unparsed`, `n_clipped`, `fallback` (keyword arguments as `rating_metrics`)."
-    m = rating_metrics(outputs, truth, **kw)
-    return {'value': m['MAE'], **{k: m[k] for k in ('n', 'n_unparsed', 'n_clipped', 'fallback')}}
 
 # %% ../nbs/11_metrics.ipynb #3dc8a150
 def hit_at_k(ranks,     # 1-based rank of the relevant item per user (np.inf = not ranked)

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from recsysllm_nb.metrics import (parse_ratings, rating_metrics, rmse, mae, hit_at_k, ndcg_at_k, ranking_metrics,
+from recsysllm_nb.metrics import (parse_ratings, rating_metrics, hit_at_k, ndcg_at_k, ranking_metrics,
                                   rank_in_list, rank_from_scores, rank_excluding_history, repeated_targets, bleu, rouge,
                                   text_metrics)
 
@@ -43,10 +43,10 @@ def test_unparsed_never_dropped():
     m = rating_metrics(['5'] * 9 + ['no idea'], y, fallback=1.0)
     assert m['n'] == 10 and m['n_unparsed'] == 1 and m['MAE'] == pytest.approx(0.4)
 
-def test_rmse_mae_dicts():
-    r, a = rmse([1, 'x'], [2, 3]), mae([1, 'x'], [2, 3])
-    assert r['value'] == pytest.approx(math.sqrt(0.5)) and a['value'] == pytest.approx(0.5)
-    assert r['n_unparsed'] == a['n_unparsed'] == 1 and r['fallback'] == 3.0
+def test_unparsed_scored_as_middle_of_scale_by_default():
+    m = rating_metrics([1, 'x'], [2, 3])
+    assert m['RMSE'] == pytest.approx(math.sqrt(0.5)) and m['MAE'] == pytest.approx(0.5)
+    assert m['n_unparsed'] == 1 and m['fallback'] == 3.0
 
 def test_rating_errors():
     with pytest.raises(ValueError, match='2 outputs but 1'): rating_metrics([1, 2], [1])
