@@ -16,7 +16,8 @@ from .entities import train_tokenizer, add_special_tokens
 from .train import build_model, apply_lora
 from .task_training import pretrain_with_tasks
 from .baselines import default_baselines
-from .experiments import ExperimentConfig, run_experiments, paper_tables, markdown_table, _write
+from .experiments import ExperimentConfig, run_experiments, paper_tables, markdown_table
+from .data import write_atomic
 from .published import PAPER_DATASETS, paper_dataset, published_rows, inconsistent, paper_data_note
 
 # %% auto #0
@@ -185,12 +186,12 @@ def run_bench(folder,                       # folder with sequences.jsonl + item
                  bench_config=asdict(cfg), stats=st)
     exp = run_experiments(tables, split, m, tok, o, ecfg, extra=extra, baseline_models=baseline_models)
     comp, bad, rep = comparison_tables(exp['rows'], cfg, p), inconsistent(published_rows(p)), exp['paths']['report']
-    _write(rep, '\n'.join(_report_head(tables, cfg, p, exp['users'], coll, note, comp)) + '\n' + rep.read_text())
+    write_atomic(rep, '\n'.join(_report_head(tables, cfg, p, exp['users'], coll, note, comp)) + '\n' + rep.read_text())
     res = json.loads(exp['paths']['json'].read_text())
     res.update(paper=p, published=published_rows(p), published_inconsistent=bad, paper_data_note=note,
                protocol_differences=[d.format(n_items=len(tables.items)) for d in DIFFERENCES] if p else [],
                comparison={f: t.to_dict('records') for f, t in comp.items()}, wall_s=round(time.perf_counter() - t0, 1))
-    _write(exp['paths']['json'], json.dumps(res, indent=1, default=float))
+    write_atomic(exp['paths']['json'], json.dumps(res, indent=1, default=float))
     return dict(exp, comparison=comp, bench_config=cfg, paper=p, paper_note=note, collisions=coll, training=run,
                 wall_s=res['wall_s'])
 

@@ -15,7 +15,8 @@ from .adapter import RecAdapterForCausalLM
 from .train import apply_lora, trainable_parameters, PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
 from transformers import AutoModelForCausalLM, set_seed   # after `train`: it quiets bitsandbytes' import first
 from .task_training import pretrain_with_tasks
-from .experiments import ExperimentConfig, run_experiments, format_tables, _write
+from .data import write_atomic
+from .experiments import ExperimentConfig, run_experiments, format_tables
 
 # %% auto #0
 __all__ = ['DEMO_PRESETS', 'step_data', 'step_text', 'step_tokenizer', 'step_model', 'step_pretrain', 'step_evaluate',
@@ -50,7 +51,7 @@ def step_text(tables: Tables, split: Split,
 
 # %% ../nbs/15_demo.ipynb #afe4e852
 DEMO_PRESETS = {   # per model: training and evaluation budget of `make demo` (2 CPU cores; options override)
-    DEFAULT_LM: dict(steps=100, batch_size=8, lr=1e-3, lora_rank=8, n_users=100, beams=20, bf16=True),
+    DEFAULT_LM: dict(steps=80, batch_size=8, lr=1e-3, lora_rank=8, n_users=50, beams=20, bf16=True),
     'glm': dict(steps=300, batch_size=16, lr=2e-3, lora_rank=0, n_users=200, beams=20, bf16=False),
 }
 
@@ -147,6 +148,6 @@ def recsysllm_demo(out: str = 'runs/demo',  # report folder: report.md, results.
         report.update(experiment=str(exp['paths']['report']), users_evaluated=len(exp['users']),
                       model_dir=str(run['final_dir']))
     report.update(wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(time.process_time() - c0, 1))
-    _write(o / 'report.json', json.dumps(report, indent=2))
+    write_atomic(o / 'report.json', json.dumps(report, indent=2))
     print(f"\n== done in {report['wall_s']:.1f} s (CPU {report['cpu_s']:.1f} s); report in {o}/")
     # nothing returned: the console script's exit status stays 0 (its report is report.json)

@@ -281,7 +281,6 @@ PROTOCOL = [
     'Explanation / review: greedy generation at the [gMASK]; BLEU-4 = sacrebleu corpus BLEU (13a), ROUGE = rouge-score F, x100.',
     'Baselines (Random, Popularity, MF, BPR-MF, SASRec) are fitted on the training part once and evaluated on the same users and candidates.']
 
-_write = write_atomic   # the name the demo and Beauty modules import
 
 def write_report(out_dir, rows, cfg: ExperimentConfig, users, outputs=None, extra: dict | None = None,
                  title: str = 'RecSysLLM experiment') -> dict:

@@ -20,7 +20,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsA
                           TrainerCallback, TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-from .data import load_ml100k, leave_one_out, _atomic_dir
+from .data import load_ml100k, leave_one_out, _atomic_dir, pyplot_for
 from .sources import load_dataset
 from .pretrained import pretrained_lm
 from .textualize import textualize_corpus
@@ -379,10 +379,7 @@ def plot_losses(history: list,   # `TrainResult.history`: dicts with step and lo
                 path=None,       # write the figure here (PNG) if given
                 title: str = 'training loss'):
     "Loss per step (and its running mean) as a matplotlib figure."
-    import matplotlib
-    if path is not None and not matplotlib.get_backend().lower().startswith(('module://', 'inline', 'nbagg', 'widget')):
-        matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot_for(path)
     steps = np.array([h['step'] for h in history]); loss = np.array([h['loss'] for h in history])
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, loss, lw=0.8, alpha=0.5, label='loss')
