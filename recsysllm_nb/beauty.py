@@ -22,8 +22,8 @@ from .published import PAPER_DATASETS, paper_dataset, published_rows, inconsiste
 
 # %% auto #0
 __all__ = ['CONFIGS', 'DIFFERENCES', 'BenchConfig', 'bench_config', 'corpus_tokenizer', 'bench_model', 'title_collisions',
-           'comparison_tables', 'pick_baselines', 'run_bench', 'recsysllm_bench', 'bench_cli', 'beauty_argv',
-           'recsysllm_beauty']
+           'comparison_tables', 'pick_baselines', 'trained_run', 'run_bench', 'recsysllm_bench', 'bench_cli',
+           'beauty_argv', 'recsysllm_beauty']
 
 # %% ../nbs/16_beauty.ipynb #f1974d81
 @dataclass
@@ -155,12 +155,28 @@ def pick_baselines(names: str | None = None, progress: bool = True) -> list:
     return [by[n] for n in want]
 
 # %% ../nbs/16_beauty.ipynb #ab050928
+def trained_run(folder, cfg: BenchConfig) -> dict:
+    "The model an earlier run of `cfg` trained in `folder` (its final/ or merged/), as `pretrain_with_tasks` returns it."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    f = Path(folder)
+    if not (f / 'train_config.json').exists(): raise FileNotFoundError(f'{f}: no trained model there (train_config.json)')
+    tc = json.loads((f / 'train_config.json').read_text())
+    diff = {k: (tc[k], getattr(cfg, k)) for k in ('steps', 'batch_size', 'lr', 'max_length', 'seed', 'lora_rank')
+            if tc[k] != getattr(cfg, k)}
+    if diff: raise ValueError(f'{f} was trained with another configuration (saved, asked): {diff}')
+    final = f / ('merged' if cfg.lora_rank else 'final')
+    losses = [h['loss'] for h in json.loads((f / 'losses.json').read_text())]   # logged every steps // 30 steps
+    return dict(model=AutoModelForCausalLM.from_pretrained(str(final)).eval(), final_dir=final,
+                tokenizer=AutoTokenizer.from_pretrained(str(final)), seconds=None, n_tasks=None,
+                first_loss=losses[0], last_loss=losses[-1])
+
 def run_bench(folder,                       # folder with sequences.jsonl + items.json (e.g. an Amazon 5-core dataset)
               out=None,                     # report folder (report, results, PNGs, config, model); runs/<folder name>
               cfg: BenchConfig | None = None,  # the configuration (default: the CPU preset)
               paper: str | None = None,     # the paper's dataset it is ('sports', 'beauty', 'toys'); None: not one
               progress: bool = True,
-              baseline_models=None) -> dict:   # baseline objects (default `baselines.default_baselines()`; []: none)
+              baseline_models=None,         # baseline objects (default `baselines.default_baselines()`; []: none)
+              reuse_model: bool = False) -> dict:  # evaluate the model an earlier run of `cfg` trained in out/model
     "Train RecSysLLM on the training split of `folder`; evaluate it beside the baselines (and `paper`'s figures)."
     cfg, p = cfg or bench_config(), paper_dataset(paper)
     o = Path('runs') / Path(folder).resolve().name if out is None else Path(out); o.mkdir(parents=True, exist_ok=True)
@@ -170,18 +186,21 @@ def run_bench(folder,                       # folder with sequences.jsonl + item
     st, coll, note = stats(tables, split), title_collisions(tables), paper_data_note(tables, p)
     print(format_stats(st, tables.name), f"titles: {coll['items_sharing_a_title']} items share "
           f"{coll['shared_titles']} titles", *([f'note: {note}'] if note else []), sep='\n')
-    model, tok = bench_model(cfg, tables, split, o)
+    if reuse_model: run = trained_run(o / 'model', cfg)
+    else: model, tok = bench_model(cfg, tables, split, o)
     t_load = time.perf_counter() - t0
-    run = pretrain_with_tasks(tables, split, o / 'model', tok, cfg.steps, cfg.size, cfg.batch_size, cfg.lr,
-                              cfg.max_length, model=model, lora_rank=cfg.lora_rank, seed=cfg.seed, progress=progress,
-                              logging_steps=max(1, cfg.steps // 30), families=('sequential', 'direct'),
-                              n_per_user=cfg.n_per_user, train_kw=dict(bf16=cfg.bf16))
+    if not reuse_model:
+        run = pretrain_with_tasks(tables, split, o / 'model', tok, cfg.steps, cfg.size, cfg.batch_size, cfg.lr,
+                                  cfg.max_length, model=model, lora_rank=cfg.lora_rank, seed=cfg.seed, progress=progress,
+                                  logging_steps=max(1, cfg.steps // 30), families=('sequential', 'direct'),
+                                  n_per_user=cfg.n_per_user, train_kw=dict(bf16=cfg.bf16))
+    tok = run['tokenizer']
     m = run['model']   # LoRA already merged (`pretrain_with_tasks`)
     ecfg = ExperimentConfig(dataset=f'seq:{folder}', model=str(run['final_dir']), n_users=cfg.n_users, seed=cfg.seed,
                             beams=cfg.beams, families=('sequential', 'direct'), direct_modes=('candidates',),
                             progress=progress, baselines=baseline_models is None or len(baseline_models) > 0)
     extra = dict(config=cfg.name, paper=p or 'none', load_split_tokenizer_s=round(t_load, 1),
-                 training_s=round(run['seconds'], 1), first_loss=round(run['first_loss'], 3),
+                 training_s=round(run['seconds'], 1) if run['seconds'] else 'an earlier run', first_loss=round(run['first_loss'], 3),
                  last_loss=round(run['last_loss'], 3), training_prompts=run['n_tasks'], **coll,
                  bench_config=asdict(cfg), stats=st)
     exp = run_experiments(tables, split, m, tok, o, ecfg, extra=extra, baseline_models=baseline_models)
@@ -217,6 +236,7 @@ def recsysllm_bench(folder: str,               # folder with sequences.jsonl + i
                     batch_size: int = None,      # training batch size
                     vocab_size: int = None,      # vocabulary of the tokenizer trained on the data (fresh model)
                     baselines: str = None,       # comma-separated: Random,Popularity,MF,BPR-MF,SASRec or none (default all)
+                    reuse_model: store_true = False,   # evaluate the model an earlier run trained in <out>/model
                     no_progress: store_true = False):  # no progress bars
     "Train RecSysLLM on a folder of sequences; evaluate it beside the baselines and, with --paper, Tables 4 and 7."
     if not ((Path(folder) / 'sequences.jsonl').exists() and (Path(folder) / 'items.json').exists()):
@@ -226,7 +246,7 @@ def recsysllm_bench(folder: str,               # folder with sequences.jsonl + i
     kw = {k: v for k, v in kw.items() if v is not None} | ({} if n_users is None else dict(n_users=n_users or None))
     try: cfg, models = bench_config(preset, **kw), pick_baselines(baselines, progress=not no_progress)
     except (ValueError, TypeError, FileNotFoundError) as e: _fail(e)
-    r = run_bench(folder, out, cfg, paper, progress=not no_progress, baseline_models=models)
+    r = run_bench(folder, out, cfg, paper, progress=not no_progress, baseline_models=models, reuse_model=reuse_model)
     for f, t in r['comparison'].items():
         with pd.option_context('display.width', 220, 'display.max_columns', 20):
             print(f'\n-- {f}\n' + t.round(4).to_string(index=False))

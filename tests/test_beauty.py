@@ -1,6 +1,7 @@
 """The paper's Amazon benchmarks: published figures of Sports, Beauty and Toys, configurations, the command on any folder
 (published rows only when named), its errors, baselines on data without ratings."""
 import json, os, subprocess, sys
+from dataclasses import replace
 from pathlib import Path
 import pytest
 from recsysllm_nb.published import (PAPER_DATASETS, PAPER_TABLES, PUBLISHED, paper_dataset, published_rows, inconsistent,
@@ -158,9 +159,19 @@ def test_gpu_preset_path_lora_on_a_checkpoint(tmp_path):
     r = run_bench(FIXTURE, tmp_path / 'run', bench_config('gpu', checkpoint=str(ck), steps=2, batch_size=4, n_users=4,
                                                           beams=10, bf16=False, max_length=256),
                   paper='beauty', progress=False, baseline_models=[Popularity()])
-    assert r['training']['model'].peft_config['default'].r == 8
+    assert not hasattr(r['training']['model'], 'peft_config')            # LoRA merged for evaluation ...
+    assert (tmp_path / 'run' / 'model' / 'merged' / 'config.json').exists()   # ... and saved whole
     assert set(r['comparison']['sequential']['source']) == {'measured (gpu config, 4 users)',
                                                             'published (paper, Beauty), not reproduced'}
     res = json.loads((tmp_path / 'run' / 'results.json').read_text())
     assert res['run']['bench_config']['lora_rank'] == 8 and res['config']['users_evaluated'] == 4
     assert comparison_tables(r['rows'], r['bench_config'], 'beauty')['direct'].shape == r['comparison']['direct'].shape
+    # an interrupted evaluation resumes from the trained model: the same rows, no training
+    cfg = bench_config('gpu', checkpoint=str(ck), steps=2, batch_size=4, n_users=4, beams=10, bf16=False, max_length=256)
+    again = run_bench(FIXTURE, tmp_path / 'run', cfg, paper='beauty', progress=False, baseline_models=[Popularity()],
+                      reuse_model=True)
+    mine = lambda rows: [x for x in rows if x['model'] == 'RecSysLLM' and x['metric'] != 'seconds']
+    assert mine(again['rows']) == mine(r['rows']) and again['training']['seconds'] is None
+    with pytest.raises(ValueError, match='another configuration'):
+        run_bench(FIXTURE, tmp_path / 'run', replace(cfg, steps=3), paper='beauty', progress=False,
+                  baseline_models=[], reuse_model=True)
