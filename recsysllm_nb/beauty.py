@@ -14,7 +14,7 @@ from .sequences import load_sequences
 from .textualize import textualize_corpus
 from .entities import train_tokenizer, add_special_tokens
 from .train import build_model, apply_lora
-from .task_training import pretrain_with_tasks
+from .task_training import pretrain_with_tasks, trained_run
 from .baselines import default_baselines
 from .experiments import ExperimentConfig, run_experiments, paper_tables, markdown_table
 from .data import write_atomic
@@ -22,8 +22,8 @@ from .published import PAPER_DATASETS, paper_dataset, published_rows, inconsiste
 
 # %% auto #0
 __all__ = ['CONFIGS', 'DIFFERENCES', 'BenchConfig', 'bench_config', 'corpus_tokenizer', 'bench_model', 'title_collisions',
-           'comparison_tables', 'pick_baselines', 'trained_run', 'run_bench', 'recsysllm_bench', 'bench_cli',
-           'beauty_argv', 'recsysllm_beauty']
+           'comparison_tables', 'pick_baselines', 'run_bench', 'recsysllm_bench', 'bench_cli', 'beauty_argv',
+           'recsysllm_beauty']
 
 # %% ../nbs/16_beauty.ipynb #f1974d81
 @dataclass
@@ -155,21 +155,6 @@ def pick_baselines(names: str | None = None, progress: bool = True) -> list:
     return [by[n] for n in want]
 
 # %% ../nbs/16_beauty.ipynb #ab050928
-def trained_run(folder, cfg: BenchConfig) -> dict:
-    "The model an earlier run of `cfg` trained in `folder` (its final/ or merged/), as `pretrain_with_tasks` returns it."
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    f = Path(folder)
-    if not (f / 'train_config.json').exists(): raise FileNotFoundError(f'{f}: no trained model there (train_config.json)')
-    tc = json.loads((f / 'train_config.json').read_text())
-    diff = {k: (tc[k], getattr(cfg, k)) for k in ('steps', 'batch_size', 'lr', 'max_length', 'seed', 'lora_rank')
-            if tc[k] != getattr(cfg, k)}
-    if diff: raise ValueError(f'{f} was trained with another configuration (saved, asked): {diff}')
-    final = f / ('merged' if cfg.lora_rank else 'final')
-    losses = [h['loss'] for h in json.loads((f / 'losses.json').read_text())]   # logged every steps // 30 steps
-    return dict(model=AutoModelForCausalLM.from_pretrained(str(final)).eval(), final_dir=final,
-                tokenizer=AutoTokenizer.from_pretrained(str(final)), seconds=None, n_tasks=None,
-                first_loss=losses[0], last_loss=losses[-1])
-
 def run_bench(folder,                       # folder with sequences.jsonl + items.json (e.g. an Amazon 5-core dataset)
               out=None,                     # report folder (report, results, PNGs, config, model); runs/<folder name>
               cfg: BenchConfig | None = None,  # the configuration (default: the CPU preset)
@@ -186,7 +171,8 @@ def run_bench(folder,                       # folder with sequences.jsonl + item
     st, coll, note = stats(tables, split), title_collisions(tables), paper_data_note(tables, p)
     print(format_stats(st, tables.name), f"titles: {coll['items_sharing_a_title']} items share "
           f"{coll['shared_titles']} titles", *([f'note: {note}'] if note else []), sep='\n')
-    if reuse_model: run = trained_run(o / 'model', cfg)
+    same = ('steps', 'batch_size', 'lr', 'max_length', 'seed', 'lora_rank')   # must match the saved run
+    if reuse_model: run = trained_run(o / 'model', **{k: getattr(cfg, k) for k in same})
     else: model, tok = bench_model(cfg, tables, split, o)
     t_load = time.perf_counter() - t0
     if not reuse_model:

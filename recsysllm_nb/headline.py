@@ -13,6 +13,7 @@ from .pretrained import DEFAULT_LM
 from .experiments import (ExperimentConfig, run_experiments, evaluate_baselines, eval_users, write_report,
                                       format_tables, paper_tables)
 from .demo import step_model, step_pretrain
+from .task_training import trained_run
 
 # %% auto #0
 __all__ = ['HEADLINE_ARMS', 'Arm', 'run_arm', 'headline', 'recsysllm_headline']
@@ -54,10 +55,14 @@ def run_arm(arm: Arm, tables, split, out,
         print(f'\n== {arm.name}: done before, read from {done}'); return json.loads(done.read_text())['rows']
     mdl = step_model(o, arm.model, arm.init, arm.lora_rank, seed)
     extra = dict(key=key, model=arm.name, training_steps=arm.steps)
+    same = dict(steps=arm.steps, batch_size=arm.batch_size, lr=arm.lr, seed=seed, lora_rank=mdl['lora_rank'])
+    if arm.steps and (o / 'model' / 'train_config.json').exists():   # trained before, evaluation not finished
+        run = trained_run(o / 'model', **same); print(f"\n== {arm.name}: trained before, read from {run['final_dir']}")
+    elif arm.steps: run = step_pretrain(tables, split, mdl, o, arm.steps, arm.batch_size, arm.lr, arm.size, arm.bf16, seed,
+                                        progress)
     if arm.steps:
-        run = step_pretrain(tables, split, mdl, o, arm.steps, arm.batch_size, arm.lr, arm.size, arm.bf16, seed, progress)
         model, tok = run['model'], run['tokenizer']
-        extra.update(training_seconds=round(run['seconds'], 1), first_loss=round(run['first_loss'], 3),
+        extra.update(training_seconds=round(run['seconds'], 1) if run['seconds'] else 'an earlier run', first_loss=round(run['first_loss'], 3),
                      last_loss=round(run['last_loss'], 3))
     else: model, tok = mdl['model'], mdl['tokenizer']
     if model is None: raise ValueError(f'{arm.name}: a fresh GLM has nothing to evaluate without training (steps=0)')

@@ -4,6 +4,7 @@
 
 # %% ../nbs/12a_task_training.ipynb #da4b93ed
 from __future__ import annotations
+import json
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
@@ -19,7 +20,8 @@ from .tasks import build_tasks, family_support, leaks, to_masked_batch
 from .trie import model_layout
 
 # %% auto #0
-__all__ = ['fit_masked', 'MaskedDataset', 'TaskMixCollator', 'training_leaks', 'training_data', 'pretrain_with_tasks']
+__all__ = ['fit_masked', 'MaskedDataset', 'TaskMixCollator', 'training_leaks', 'training_data', 'trained_run',
+           'pretrain_with_tasks']
 
 # %% ../nbs/12a_task_training.ipynb #50da14f7
 def fit_masked(m: MaskedSample,        # one masked task sample
@@ -90,6 +92,20 @@ def training_data(tables: Tables, split: Split, tokenizer,
     return dict(sources={'sampled': RecDataset(tokenize_samples(sampled, tokenizer)),
                          'history': RecDataset(tokenize_samples(history, tokenizer)), 'tasks': MaskedDataset(masked)},
                 tasks=tasks, families=fams, max_length=max_length)
+
+def trained_run(folder, **expected) -> dict:
+    "The model an earlier run trained in `folder` (final/, or merged/ after LoRA), as `pretrain_with_tasks` returns it; `expected` fields of its train_config.json are checked."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    f = Path(folder)
+    if not (f / 'train_config.json').exists(): raise FileNotFoundError(f'{f}: no trained model there (train_config.json)')
+    tc = json.loads((f / 'train_config.json').read_text())
+    diff = {k: (tc.get(k), v) for k, v in expected.items() if tc.get(k) != v}
+    if diff: raise ValueError(f'{f} was trained with another configuration (saved, asked): {diff}')
+    final = f / ('merged' if (f / 'merged').exists() else 'final')
+    losses = [h['loss'] for h in json.loads((f / 'losses.json').read_text())]   # as logged (every `logging_steps`)
+    return dict(model=AutoModelForCausalLM.from_pretrained(str(final)).eval(), final_dir=final,
+                tokenizer=AutoTokenizer.from_pretrained(str(final)), seconds=None, n_tasks=None,
+                first_loss=losses[0], last_loss=losses[-1], history=[])
 
 def pretrain_with_tasks(tables: Tables, split: Split,
                         out_dir='runs/experiment',  # losses.json, loss.png, final/ (model + tokenizer), tokenizer/
