@@ -6,13 +6,13 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
-from transformers import (AutoConfig, AutoModelForCausalLM, GenerationMixin, GPT2Config, LlamaConfig,
+from transformers import (AutoConfig, AutoModelForCausalLM, GPT2Config, LlamaConfig,
                           PreTrainedConfig, PreTrainedModel, Qwen2Config)
 from transformers.cache_utils import Cache
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from .positions import prefix_lm_mask, LAYOUTS
-from .glm import glm_loss
+from .glm import glm_loss, position_rows, prefix_attention, Prefix2DGenerationMixin
 
 # %% auto #0
 __all__ = ['infilling_loss', 'LORA_TARGETS', 'tiny_base_config', 'attention_bias', 'RecAdapterConfig', 'RecAdapterForCausalLM',
@@ -77,7 +77,7 @@ class RecAdapterConfig(PreTrainedConfig):
         return self.base_config.get_text_config(decoder=decoder, encoder=encoder)
 
 # %% ../nbs/07_adapter.ipynb #4641e8c9
-class RecAdapterForCausalLM(PreTrainedModel, GenerationMixin):
+class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
     "Any HF causal LM with 2D positions (inter as its position ids, intra through a zero-initialised table) and the prefix-LM mask."
     config_class = RecAdapterConfig
     main_input_name = 'input_ids'
@@ -128,32 +128,20 @@ class RecAdapterForCausalLM(PreTrainedModel, GenerationMixin):
         return self.lm.resize_token_embeddings(new_num_tokens, pad_to_multiple_of=pad_to_multiple_of, mean_resizing=mean_resizing)
 
     def _positions(self, position_ids, b, q, past, device):
-        """(base, inter, intra) ids [b, q] from `position_ids`: [b, 3, q] (inter, intra, base), [b, 2, q] ('glm' layout:
-        base = inter), [b, q] (inter only) or None (0, 1, ... after the cache). Ids past a table's end share its last row."""
-        if position_ids is None: position_ids = torch.arange(past, past + q, device=device).expand(b, q)
-        if position_ids.ndim == 2 and position_ids.shape[-1] == q: position_ids = position_ids[:, None]
+        """(base, inter, intra) ids [b, q] from `position_ids` (`glm.position_rows`): [b, 3, q] (inter, intra, base), or for
+        the 'glm' layout [b, 2, q] (base = inter), [b, q] (inter only) or None. Ids past a table's end share its last row."""
         rows = 2 if self.config.layout == 'glm' else 3
-        if position_ids.ndim != 3 or position_ids.shape[1] not in (1, rows) or position_ids.shape[-1] != q:
-            raise ValueError(f'position_ids must be [batch, {rows}, {q}] ({"inter, intra" if rows == 2 else "inter, intra, base"};'
-                             f' layout {self.config.layout!r}), got {tuple(position_ids.shape)}')
-        if position_ids.shape[1] == 1:
-            if rows == 3: raise ValueError(f"layout {self.config.layout!r} needs base position ids: position_ids [batch, 3, {q}]")
-            position_ids = torch.cat([position_ids, torch.zeros_like(position_ids)], 1)
-        if (position_ids[:, :2] < 0).any(): raise ValueError('inter and intra position ids must be >= 0')
-        intra = position_ids[:, 1].clamp(max=self.config.max_intra - 1)
-        inter = position_ids[:, 0].clamp(max=self.config.max_inter - 1) if rows == 3 else position_ids[:, 0]
-        return position_ids[:, rows - 1] if rows == 3 else inter, inter, intra
+        if rows == 3 and (position_ids is None or position_ids.ndim != 3):
+            raise ValueError(f"layout {self.config.layout!r} needs base position ids: position_ids [batch, 3, {q}]")
+        pos = position_rows(position_ids, b, q, past, device, rows)
+        if (pos[:, :2] < 0).any(): raise ValueError('inter and intra position ids must be >= 0')
+        intra = pos[:, 1].clamp(max=self.config.max_intra - 1)
+        inter = pos[:, 0].clamp(max=self.config.max_inter - 1) if rows == 3 else pos[:, 0]
+        return pos[:, 2] if rows == 3 else inter, inter, intra
 
     def _mask(self, attention_mask, prefix_len, b, q, past, dtype, device):
-        "The 4-D prefix-LM mask rows of the q new tokens over the past + q keys, in the form the attention applies."
-        if attention_mask is not None and attention_mask.ndim == 4: mask = attention_mask
-        else:
-            if attention_mask is None: attention_mask = torch.ones(b, past + q, dtype=torch.long, device=device)
-            if attention_mask.shape[-1] != past + q:
-                raise ValueError(f'attention_mask must cover the cached and the new tokens: length {past + q} '
-                                 f'({past} cached + {q} new), got {attention_mask.shape[-1]}')
-            if prefix_len is None or not self.config.prefix_lm: prefix_len = torch.zeros(b, dtype=torch.long, device=device)
-            mask = prefix_lm_mask(torch.as_tensor(prefix_len, device=device), attention_mask.to(device))[:, :, past:]
+        "The prefix-LM rows of the q new tokens (`glm.prefix_attention`), in the form the base model's attention applies."
+        mask = prefix_attention(attention_mask, prefix_len if self.config.prefix_lm else None, b, q, past, device)
         return attention_bias(mask.to(device), self.lm.config._attn_implementation, dtype)
 
     def forward(self,
@@ -186,23 +174,6 @@ class RecAdapterForCausalLM(PreTrainedModel, GenerationMixin):
         loss = None if labels is None else infilling_loss(out.logits, labels, num_items_in_batch)
         return CausalLMOutputWithPast(loss=loss, logits=out.logits, cache=getattr(out, 'cache', None),
                                       hidden_states=out.hidden_states, attentions=out.attentions)
-
-    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
-        "generate(): new tokens keep the inter-position of the last prompt token; intra (and base, outside 'glm') grow by one each."
-        pos = model_kwargs.get('position_ids')
-        model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, num_new_tokens)
-        if pos is not None and pos.ndim == 3:
-            nxt = pos[..., -1:].repeat(1, 1, num_new_tokens)
-            nxt[:, 1:] += torch.arange(1, num_new_tokens + 1, device=pos.device)   # intra, and base (row 2) when present
-            model_kwargs['position_ids'] = torch.cat([pos, nxt], -1)
-        return model_kwargs
-
-    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
-        "generate() with beams / several sequences: `position_ids [b, 2, l]` repeat along the batch (dim 0)."
-        pos = model_kwargs.pop('position_ids', None)
-        input_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
-        if pos is not None: model_kwargs['position_ids'] = pos.repeat_interleave(expand_size, dim=0)
-        return input_ids, model_kwargs
 
 AutoConfig.register(RecAdapterConfig.model_type, RecAdapterConfig, exist_ok=True)
 AutoModelForCausalLM.register(RecAdapterConfig, RecAdapterForCausalLM, exist_ok=True)

@@ -93,7 +93,7 @@ def trim_spans(ts: TokenizedSample,   # a (truncated) sample
 def assemble_batch(masked: list,             # list[MaskedSample]
                    pad_id: int,              # padding token id
                    pad_to_multiple_of: int = 8,
-                   glm: bool = False,        # GLM block ids instead of entity intra ids
+                   block_ids: bool = False,  # GLM block ids instead of entity intra ids
                    layout: str = 'glm',      # base position layout (`positions.LAYOUTS`); not 'glm': a third row of base ids
                   ) -> dict:                 # numpy arrays of the batch contract
     "Positions (one vectorized pass over the concatenated batch), labels and right padding of a list of masked samples."
@@ -106,7 +106,7 @@ def assemble_batch(masked: list,             # list[MaskedSample]
     a_off, b_off = np.cumsum(la) - la, np.cumsum(lb) - lb
     BS = np.concatenate([m.b_span for m in masked])
     start = span_starts(BS); start[b_off[lb > 0]] = True                 # every sample's Part B opens a span
-    if glm:
+    if block_ids:
         intra_a, intra_b = np.zeros(int(la.sum()), np.int64), glm_block_ids(start)
     else:
         intra_a = part_a_intra(np.concatenate([m.a_entity for m in masked]), seq_starts=a_off[la > 0])
@@ -136,7 +136,7 @@ class RecCollator:
                  seed: int = 0,                 # run seed; with the sample index and the epoch it fixes every draw
                  pad_to_multiple_of: int = 8,   # pad the batch length up to a multiple of this
                  epoch: int = 0,                # epoch (see `set_epoch` / `train.EpochCallback`)
-                 glm: bool | None = None,       # GLM block ids instead of entity intra ids (default: the config's GLM mode)
+                 block_ids: bool | None = None, # GLM block ids instead of entity intra ids (default: the config's GLM mode)
                  layout: str = 'glm',           # base position layout (`positions.LAYOUTS`): the model's `config.layout`
                  return_tensors: str = 'pt'):   # 'pt' (torch tensors) or 'np'
         self.ids = tokenizer if isinstance(tokenizer, SpecialIds) else special_ids(tokenizer)
@@ -145,7 +145,7 @@ class RecCollator:
         if return_tensors not in ('pt', 'np'): raise ValueError(f"RecCollator: return_tensors must be 'pt' or 'np', got {return_tensors!r}")
         self.max_length, self.seed, self.pad_to_multiple_of, self.epoch = max_length, seed, pad_to_multiple_of, epoch
         self.entity_aware = bool(getattr(self.mask_config, 'entity_aware', True))
-        self.glm = (not self.entity_aware) if glm is None else bool(glm)
+        self.block_ids = (not self.entity_aware) if block_ids is None else bool(block_ids)
         self.return_tensors, self.layout = return_tensors, layout
 
     def set_epoch(self, epoch: int):
@@ -167,7 +167,7 @@ class RecCollator:
     def __call__(self, examples: list) -> dict:
         "Collate a list of examples into the batch dict (`input_ids`, `position_ids`, `attention_mask`, `prefix_len`, `labels`)."
         if not len(examples): raise ValueError('RecCollator: empty batch')
-        batch = assemble_batch(self.mask(examples), self.ids.pad, self.pad_to_multiple_of, self.glm, self.layout)
+        batch = assemble_batch(self.mask(examples), self.ids.pad, self.pad_to_multiple_of, self.block_ids, self.layout)
         return {k: torch.from_numpy(v) for k, v in batch.items()} if self.return_tensors == 'pt' else batch
 
 # %% ../nbs/05_collate.ipynb #dcd5f2f4

@@ -63,12 +63,7 @@ def eval_prompts(tables: Tables, split: Split, users,   # the users evaluated (s
         out.setdefault((f, ps, mode), []).append(pick)
     return out
 
-# %% ../nbs/13_experiments.ipynb #0f971938
-class _Block:
-    "A stand-in 'pool' for `DynamicPositions` under GLM block ids: every generated token continues (intra 1, 2, 3, ...)."
-    def __len__(self): return 1
-    def step(self, entity, token): return True, tuple(entity) + (token,)
-
+# %% ../nbs/13_experiments.ipynb #59e32559
 def _limit(model):
     "The longest sequence the model's position table holds (None: no table, e.g. rotary or an adapted causal LM)."
     return getattr(getattr(model, 'config', None), 'max_sequence_length', None)
@@ -78,42 +73,47 @@ def _masked(samples, tok, sids, limit=None) -> list:
     ms = to_masked_batch(samples, tok, sids)
     return [fit_masked(m, limit) for m in ms] if limit else ms
 
-def _prompts(samples, tok, sids, seen=None, glm=False, limit=None) -> list:
+def _prompts(samples, tok, sids, seen=None, block_ids=False, limit=None) -> list:
     "Trie prompts (Part A with the one mask) of task samples; `seen`: user -> items to exclude."
     out = []
     for ts, m in zip(samples, _masked(samples, tok, sids, limit)):
-        ae = np.full(len(m.a_entity), -1, np.int32) if glm else m.a_entity
+        ae = np.full(len(m.a_entity), -1, np.int32) if block_ids else m.a_entity
         out.append(Prompt(m.part_a, ae, int(m.mask_pos[0]), ts.user_id, tuple((seen or {}).get(ts.user_id, ())), ts.item_id))
     return out
 
 def _batches(x, n): return [x[i:i + n] for i in range(0, len(x), n)]
 
-def score_rating(model, tok, samples, train_ratings, batch_size: int = 32, glm: bool = False, progress: bool = False) -> tuple:
+# %% ../nbs/13_experiments.ipynb #c7d504ae
+def score_rating(model, tok, samples, train_ratings, batch_size: int = 32, block_ids: bool = False,
+                 progress: bool = False) -> tuple:
     "Greedy generation of the rating text at the mask; (rating_metrics with the training mean as fallback, outputs)."
     sids = special_ids(tok)
     pool = EntityTrie.from_names({str(r): str(r) for r in range(1, 6)}, tok)   # dynamic positions only: no constraint
     outs = []
     for ch in tqdm(_batches(samples, batch_size), desc='rating', disable=not progress, leave=False):
-        hits = generate_entities(model, _prompts(ch, tok, sids, glm=glm, limit=_limit(model)), pool, sids, k=1, mode='greedy', constrain=False,
-                                 valid_only=False, tokenizer=tok, max_new_tokens=4, position_trie=_Block() if glm else None)
+        hits = generate_entities(model, _prompts(ch, tok, sids, block_ids=block_ids, limit=_limit(model)), pool, sids,
+                                 k=1, mode='greedy', constrain=False, valid_only=False, tokenizer=tok, max_new_tokens=4,
+                                 block_ids=block_ids)
         outs += [h[0].name if h else '' for h in hits]
     r = np.asarray(train_ratings, 'float64')
-    m = rating_metrics(outs, [float(ts.answer_text) for ts in samples], lo=float(r.min()), hi=float(r.max()), fallback=float(r.mean()))
+    m = rating_metrics(outs, [float(ts.answer_text) for ts in samples], lo=float(r.min()), hi=float(r.max()),
+                       fallback=float(r.mean()))
     return m, outs
 
 def score_sequential(model, tok, samples, trie: EntityTrie, seen: dict, beams: int = 20, batch_size: int = 8,
-                     glm: bool = False, progress: bool = False) -> tuple:
+                     block_ids: bool = False, progress: bool = False) -> tuple:
     "Constrained beam search over `trie`, `seen` items (user -> ids) excluded; (HR/NDCG@5/10 under the history rule, top-10 ids)."
     sids, tops = special_ids(tok), []
     for ch in tqdm(_batches(samples, batch_size), desc=f'sequential ({beams} beams)', disable=not progress, leave=False):
-        hits = generate_entities(model, _prompts(ch, tok, sids, seen, glm, _limit(model)), trie, sids, k=10, num_beams=max(beams, 10),
-                                 exclude_seen=True, position_trie=_Block() if glm else None)
+        hits = generate_entities(model, _prompts(ch, tok, sids, seen, block_ids, _limit(model)), trie, sids, k=10,
+                                 num_beams=max(beams, 10), exclude_seen=True, block_ids=block_ids)
         tops += [[h.keys[0] for h in hs] for hs in hits]
     target, hist = [ts.item_id for ts in samples], [seen.get(ts.user_id, ()) for ts in samples]
     m = ranking_metrics(rank_excluding_history(target, hist, ranked=tops), (5, 10))   # the baselines' rule (11_metrics)
     return {**m, 'n_repeated': int(repeated_targets(target, hist).sum())}, tops
 
-def score_direct(model, tok, samples, trie: EntityTrie, names: dict, seed: int = 0, glm: bool = False,
+# %% ../nbs/13_experiments.ipynb #8a75838c
+def score_direct(model, tok, samples, trie: EntityTrie, names: dict, seed: int = 0, block_ids: bool = False,
                  progress: bool = False,
                  seen: dict | None = None,   # user -> item ids consumed before the test item (None: each prompt's shown history)
                 ) -> tuple:
@@ -122,37 +122,38 @@ def score_direct(model, tok, samples, trie: EntityTrie, names: dict, seed: int =
     choose = TEMPLATES[samples[0].template_id].choose
     for ts in tqdm(samples, desc='direct (' + ('candidates' if choose else 'yes/no') + ')', disable=not progress, leave=False):
         if choose:
-            p = _prompts([ts], tok, sids, glm=glm, limit=_limit(model))[0]
+            p = _prompts([ts], tok, sids, block_ids=block_ids, limit=_limit(model))[0]
             sc = {h.keys[0]: h.score for h in rank_candidates(model, p, trie, ts.candidates, sids)}
             rows.append([sc[c] for c in ts.candidates])
-        else: rows.append(_yes_no(model, [for_candidate(ts, c, names) for c in ts.candidates], tok, sids, glm).tolist())
+        else: rows.append(_yes_no(model, [for_candidate(ts, c, names) for c in ts.candidates], tok, sids, block_ids).tolist())
     target = [ts.item_id for ts in samples]
     hist = [seen.get(ts.user_id, ()) if seen is not None else ts.history for ts in samples]
     ranks = rank_excluding_history(target, hist, np.array(rows), [ts.candidates for ts in samples], ties='random', seed=seed)
     return {**ranking_metrics(ranks, (1, 5, 10)), 'n_repeated': int(repeated_targets(target, hist).sum())}, ranks
 
-def _yes_no(model, samples, tok, sids, glm) -> np.ndarray:
+def _yes_no(model, samples, tok, sids, block_ids) -> np.ndarray:
     "log P(yes) - log P(no) of the first answer token at `[sop]`, one prompt per candidate, one batch."
     ms = _masked(samples, tok, sids, _limit(model))
     ans = {ts.answer_text: int(m.part_b_out[0]) for ts, m in zip(samples, ms)}
     if set(ans) != {'yes', 'no'}: raise ValueError(f'yes/no scoring needs both answers among the candidates, got {sorted(ans)}')
-    b = assemble_batch(ms, sids.pad, glm=glm)
+    b = assemble_batch(ms, sids.pad, block_ids=block_ids)
     with torch.no_grad():
         t = {k: torch.as_tensor(v, device=model.device) for k, v in b.items() if k != 'labels'}
         lp = torch.log_softmax(model(**t).logits.float(), -1)
     at = lp[torch.arange(len(ms)), torch.as_tensor(b['prefix_len'])]   # the [sop] position: first token of the answer
     return (at[:, ans['yes']] - at[:, ans['no']]).cpu().numpy()
 
-def score_text(model, tok, samples, max_new_tokens: int = 40, batch_size: int = 16, glm: bool = False,
+# %% ../nbs/13_experiments.ipynb #7983bd24
+def score_text(model, tok, samples, max_new_tokens: int = 40, batch_size: int = 16, block_ids: bool = False,
                progress: bool = False) -> tuple:
     "Greedy generation of the explanation / review summary at the `[gMASK]`; (BLEU-4 and ROUGE, generated texts)."
     sids = special_ids(tok)
     none = EntityTrie([], [], eop=sids.eop)   # no entity: plain tokens, intra ids restart as in training
     outs = []
     for ch in tqdm(_batches(samples, batch_size), desc=samples[0].family, disable=not progress, leave=False):
-        hits = generate_entities(model, _prompts(ch, tok, sids, glm=glm, limit=_limit(model)), none, sids, k=1, mode='greedy', constrain=False,
-                                 valid_only=False, tokenizer=tok, max_new_tokens=max_new_tokens,
-                                 position_trie=_Block() if glm else None)
+        hits = generate_entities(model, _prompts(ch, tok, sids, block_ids=block_ids, limit=_limit(model)), none, sids,
+                                 k=1, mode='greedy', constrain=False, valid_only=False, tokenizer=tok,
+                                 max_new_tokens=max_new_tokens, block_ids=block_ids)
         outs += [h[0].name if h else '' for h in hits]
     return text_metrics(outs, [ts.answer_text for ts in samples]), outs
 
@@ -169,7 +170,7 @@ def _short(k: str) -> str:
 def evaluate_recsysllm(model, tok, tables: Tables, split: Split, users,
                        families=FAMILIES, beams: int = 20, seed: int = 0, n_history: int = 10,
                        direct_modes=('candidates', 'yes/no'),  # direct scoring methods evaluated
-                       max_text_tokens: int = 40, glm: bool = False, progress: bool = True,
+                       max_text_tokens: int = 40, block_ids: bool = False, progress: bool = True,
                        name: str = 'RecSysLLM') -> tuple:     # (long rows, per-prompt outputs)
     "Evaluate `model` on the test prompts of `users`: a row per (family, prompt set, method, metric)."
     names = item_names(tables.items)
@@ -180,10 +181,10 @@ def evaluate_recsysllm(model, tok, tables: Tables, split: Split, users,
     for (fam, ps, mode), samples in sets.items():
         if fam == 'direct' and mode not in direct_modes: continue
         t0 = time.perf_counter()
-        if fam == 'rating': m, o = score_rating(model, tok, samples, split.train['rating'], glm=glm, progress=progress)
-        elif fam == 'sequential': m, o = score_sequential(model, tok, samples, trie, seen, beams, glm=glm, progress=progress)
-        elif fam == 'direct': m, o = score_direct(model, tok, samples, trie, names, seed, glm, progress, seen)
-        else: m, o = score_text(model, tok, samples, max_text_tokens, glm=glm, progress=progress)
+        if fam == 'rating': m, o = score_rating(model, tok, samples, split.train['rating'], block_ids=block_ids, progress=progress)
+        elif fam == 'sequential': m, o = score_sequential(model, tok, samples, trie, seen, beams, block_ids=block_ids, progress=progress)
+        elif fam == 'direct': m, o = score_direct(model, tok, samples, trie, names, seed, block_ids, progress, seen)
+        else: m, o = score_text(model, tok, samples, max_text_tokens, block_ids=block_ids, progress=progress)
         method = dict(generate='greedy generation', beam=f'beam search, {beams} beams', candidates='title log-likelihood',
                       **{'yes/no': 'log P(yes) - log P(no)'})[mode]
         m = {_short(k): v for k, v in m.items()}

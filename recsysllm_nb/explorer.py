@@ -132,11 +132,11 @@ class Explorer:
         if self.mode not in MODES: raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}')
         self.tokenizer, self.sample, self.tokenized = self._tokenized()
         self.special = special_ids(self.tokenizer)
-        glm = self.mode == 'glm'
-        cfg = MaskConfig(ratio=float(self.ratio), shuffle=bool(self.shuffle), entity_aware=not glm)
+        block_ids = self.mode == 'glm'
+        cfg = MaskConfig(ratio=float(self.ratio), shuffle=bool(self.shuffle), entity_aware=not block_ids)
         lv = None if self.level == 'mixture' else self.level
         self.masked = m = mask_sample(self.tokenized, self.special, np.random.default_rng(int(self.seed)), cfg, level=lv)
-        self.positions = position_ids_2d(m.a_entity, m.mask_pos, m.b_span, m.b_entity, glm=glm)
+        self.positions = position_ids_2d(m.a_entity, m.mask_pos, m.b_span, m.b_entity, block_ids=block_ids)
         self.prefix_len = len(m.part_a)
         self._views = {}                                  # `table` and `strip_html`, computed on first use
         return self

@@ -19,8 +19,8 @@ from .positions import prefix_lm_mask
 
 # %% auto #0
 __all__ = ['GLMConfig', 'glm_large_config', 'glm_10b_config', 'tiny_glm_config', 'rotary2d_cos_sin', 'apply_rotary2d',
-           'GLMAttention', 'GLMMLP', 'GLMBlock', 'GLMStack', 'GLMPreTrainedModel', 'glm_attention_mask', 'GLMModel',
-           'glm_loss', 'GLMForCausalLM']
+           'GLMAttention', 'GLMMLP', 'GLMBlock', 'GLMStack', 'GLMPreTrainedModel', 'position_rows', 'prefix_attention',
+           'Prefix2DGenerationMixin', 'GLMModel', 'glm_loss', 'GLMForCausalLM']
 
 # %% ../nbs/06_glm.ipynb #e81ccb62
 class GLMConfig(PreTrainedConfig):
@@ -181,29 +181,50 @@ class GLMPreTrainedModel(PreTrainedModel):
         if getattr(module, '_glm_output_layer', False):   # flagged on the Linear itself: custom-code init skips parents
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range / math.sqrt(2 * self.config.num_layers))
 
-def _split_positions(position_ids, b, l, past, device):
-    "(inter, intra) [b, l] from [b, 2, l]; from [b, l] (intra 0); or from None (inter past .. past + l - 1, intra 0)."
-    if position_ids is None:
-        inter = torch.arange(past, past + l, device=device).expand(b, l)
-        return inter, torch.zeros_like(inter)
-    if position_ids.ndim == 2: return position_ids, torch.zeros_like(position_ids)
-    if position_ids.ndim == 3 and position_ids.shape[1] == 2: return position_ids[:, 0], position_ids[:, 1]
-    raise ValueError(f'GLM: position_ids must be [batch, 2, len] (inter, intra) or [batch, len]; got {tuple(position_ids.shape)}')
+# %% ../nbs/06_glm.ipynb #13c39c01
+_ROWS = {2: 'inter, intra', 3: 'inter, intra, base'}
 
-def glm_attention_mask(attention_mask,  # int/bool [b, cached + l] (HF padding mask), a bool [b, 1, l, cached + l], or None
-                       prefix_len,      # int [b]: Part A length (columns visible to every real token), or None (causal)
-                       b: int, l: int, past: int, device) -> torch.Tensor:  # bool [b, 1, l, past + l]
-    "The bool attention of the new tokens: `prefix_lm_mask` over all (cached + new) columns, rows of the new tokens."
-    if attention_mask is not None and attention_mask.ndim == 4:
-        if attention_mask.dtype != torch.bool: raise ValueError('GLM: a 4-D attention_mask must be bool (True = attend)')
-        return attention_mask
-    n = past + l
-    am = torch.ones(b, n, dtype=torch.bool, device=device) if attention_mask is None else attention_mask
+def position_rows(position_ids,  # int [b, rows, q]; [b, q] (inter only: the other rows 0); None (inter past, past + 1, ...)
+                  b: int, q: int, past: int, device, rows: int = 2) -> torch.Tensor:  # int [b, rows, q]
+    "The position rows of the q new tokens from what `forward` was given; a clear error for any other shape."
+    if position_ids is None: position_ids = torch.arange(past, past + q, device=device).expand(b, q)
+    if position_ids.ndim == 2 and position_ids.shape[-1] == q:
+        position_ids = torch.cat([position_ids[:, None], position_ids.new_zeros(b, rows - 1, q)], 1)
+    if position_ids.ndim != 3 or position_ids.shape[1] != rows or position_ids.shape[-1] != q:
+        raise ValueError(f'position_ids must be [batch, {rows}, {q}] ({_ROWS[rows]}) or [batch, {q}] (inter only); '
+                         f'got {tuple(position_ids.shape)}')
+    return position_ids
+
+def prefix_attention(attention_mask,  # int/bool [b, past + q] (HF padding mask); a ready [b, 1, q, past + q]; or None
+                     prefix_len,      # int [b]: Part A length (columns every real token sees), or None (causal)
+                     b: int, q: int, past: int, device) -> torch.Tensor:  # bool [b, 1, q, past + q] (4-D: as given)
+    "The attention of the q new tokens: `prefix_lm_mask` over every cached and new column, the rows of the new tokens."
+    if attention_mask is not None and attention_mask.ndim == 4: return attention_mask
+    n = past + q
+    am = torch.ones(b, n, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.to(device)
     if tuple(am.shape) != (b, n):
-        raise ValueError(f'GLM: attention_mask must be [batch, cached + new tokens] = [{b}, {n}], got {tuple(am.shape)}')
-    pl = torch.zeros(b, dtype=torch.long, device=device) if prefix_len is None else prefix_len
-    mask = prefix_lm_mask(pl, am)
-    return mask[:, :, past:] if past else mask
+        raise ValueError(f'attention_mask must cover the cached and the new tokens: [batch, {n}] ({past} cached + {q} new), '
+                         f'got {tuple(am.shape)}')
+    pl = torch.zeros(b, dtype=torch.long, device=device) if prefix_len is None else torch.as_tensor(prefix_len, device=device)
+    return prefix_lm_mask(pl, am)[:, :, past:]
+
+class Prefix2DGenerationMixin(GenerationMixin):
+    "`generate` with position rows: beams copy them; new tokens keep the mask's inter-position, the other rows count on."
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
+        pos = model_kwargs.pop('position_ids', None)
+        model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, num_new_tokens)
+        if pos is not None:
+            nxt = pos[..., -1:] + torch.arange(1, num_new_tokens + 1, device=pos.device, dtype=pos.dtype)
+            if pos.ndim == 3: nxt[:, 0] = pos[:, 0, -1:]     # inter: the mask's position, for every token of the span
+            model_kwargs['position_ids'] = torch.cat([pos, nxt], -1)
+        return model_kwargs
+
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        pos = model_kwargs.pop('position_ids', None)
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids,
+                                                                        **model_kwargs)
+        if pos is not None: model_kwargs['position_ids'] = pos.repeat_interleave(expand_size, dim=0)
+        return input_ids, model_kwargs
 
 # %% ../nbs/06_glm.ipynb #2f75fd60
 class GLMModel(GLMPreTrainedModel):
@@ -237,13 +258,14 @@ class GLMModel(GLMPreTrainedModel):
         use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
         if use_cache and cache is None: cache = DynamicCache(config=self.config)
         past = cache.get_seq_length() if cache is not None else 0
-        inter, intra = _split_positions(position_ids, b, l, past, device)
+        inter, intra = position_rows(position_ids, b, l, past, device).unbind(1)
         rope = None
         if self.config.position_encoding == 'learned':
             self._check_positions(inter, intra)
             x = x + self.transformer.position_embeddings(inter) + self.transformer.block_position_embeddings(intra)
         else: rope = rotary2d_cos_sin(torch.stack([inter, intra], 1), self.config.head_dim, self.config.rotary_base, x.dtype)
-        keep = glm_attention_mask(attention_mask, prefix_len, b, l, past, device)
+        keep = prefix_attention(attention_mask, prefix_len, b, l, past, device)
+        if keep.dtype != torch.bool: raise ValueError('GLM: a 4-D attention_mask must be bool (True = attend)')
         mask = torch.zeros(keep.shape, dtype=x.dtype, device=device).masked_fill_(~keep, torch.finfo(x.dtype).min)
         x = self.transformer.embedding_dropout(x)
         for layer in self.transformer.layers: x = layer(x, mask, rope, cache=cache)
@@ -262,7 +284,7 @@ def glm_loss(logits: torch.Tensor,       # [b, l, vocab]
     return total / n.clamp(min=1)
 
 # %% ../nbs/06_glm.ipynb #f81491e3
-class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
+class GLMForCausalLM(GLMPreTrainedModel, Prefix2DGenerationMixin):
     "GLM with its output projection tied to `word_embeddings`, GLM's loss, and `generate` with 2-D positions."
     _tied_weights_keys = {'lm_head.weight': 'glm.word_embeddings.weight'}
 
@@ -293,25 +315,6 @@ class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
                                                        attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         inputs['prefix_len'] = prefix_len
         return inputs
-
-    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
-        "GLM's rule for [b, 2, l] positions: the inter-position stays at the mask's, the intra-position grows by one per token."
-        pos = model_kwargs.pop('position_ids', None)
-        model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, num_new_tokens)
-        if pos is not None:
-            step = torch.arange(1, num_new_tokens + 1, device=pos.device, dtype=pos.dtype)
-            if pos.ndim == 3: new = torch.stack([pos[:, 0, -1:].expand(-1, num_new_tokens), pos[:, 1, -1:] + step], 1)
-            else: new = pos[:, -1:] + step
-            model_kwargs['position_ids'] = torch.cat([pos, new], dim=-1)
-        return model_kwargs
-
-    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
-        "Beams / several sequences per prompt: [b, 2, l] positions repeat along the batch (dim 0)."
-        pos = model_kwargs.pop('position_ids', None)
-        input_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids,
-                                                                        **model_kwargs)
-        if pos is not None: model_kwargs['position_ids'] = pos.repeat_interleave(expand_size, dim=0)
-        return input_ids, model_kwargs
 
 AutoConfig.register(GLMConfig.model_type, GLMConfig, exist_ok=True)
 AutoModel.register(GLMConfig, GLMModel, exist_ok=True)

@@ -88,7 +88,7 @@ def position_ids_2d(a_entity: np.ndarray,  # int [la]: Part A entity index per t
                     mask_pos: np.ndarray,  # int [m]: mask token position per span, Part B order
                     b_span: np.ndarray,    # int [lb]: span index per Part B token
                     b_entity: np.ndarray,  # int [lb]: entity index per Part B input token (-1 for [sop] and plain)
-                    glm: bool = False,     # GLM block ids (1..len+1 per span, 0 in Part A) instead of entity intra ids
+                    block_ids: bool = False, # GLM block ids (1..len+1 per span, 0 in Part A) instead of entity intra ids
                     layout: str = 'glm',   # where the base model's own positions put Part B (`LAYOUTS`); 'glm': no third row
                    ) -> np.ndarray:        # int64 [2, la + lb] (inter, intra), or [3, la + lb] (inter, intra, base)
     "The position rows of one sample (Part A then Part B): inter, intra (entity ids or GLM's block ids), and base if the layout needs one."
@@ -96,7 +96,7 @@ def position_ids_2d(a_entity: np.ndarray,  # int [la]: Part A entity index per t
     if len(b_entity) != len(b_span):
         raise ValueError(f'position_ids_2d: b_entity has {len(b_entity)} tokens but b_span has {len(b_span)}')
     start = span_starts(b_span)
-    if glm: intra = np.concatenate([np.zeros(la, np.int64), glm_block_ids(start)])
+    if block_ids: intra = np.concatenate([np.zeros(la, np.int64), glm_block_ids(start)])
     else: intra = np.concatenate([part_a_intra(a_entity), part_b_intra(continues_entity(b_entity), start)])
     inter = inter_positions(la, mask_pos, b_span)
     if layout == 'glm': return np.stack([inter, intra])

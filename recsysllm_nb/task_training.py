@@ -115,7 +115,7 @@ def pretrain_with_tasks(tables: Tables, split: Split,
                         batch_size: int = 16, lr: float = 2e-3, max_length: int = 256,
                         mix=(1.0, 1.0, 2.0),        # weights of sampled histories, whole histories, task prompts
                         mask_config: MaskConfig | None = None,  # masking of the text (default RecSysLLM's)
-                        glm: bool | None = None,    # GLM block ids instead of entity intra ids (default: the mask config's)
+                        block_ids: bool | None = None, # GLM block ids instead of entity intra ids (default: the mask config's)
                         model=None,                 # a model to train (e.g. a LoRA-wrapped base); default: a fresh GLM
                         lora_rank: int = 0,         # recorded in the config (wrap `model` with `train.apply_lora` yourself)
                         data: dict | None = None,   # `training_data(...)`, if already built (else built here, all users)
@@ -130,7 +130,7 @@ def pretrain_with_tasks(tables: Tables, split: Split,
     if data is None: data = training_data(tables, split, tok, max_length=max_length, seed=seed, **data_kw)
     ds = MixedDataset(data['sources'], dict(zip(('sampled', 'history', 'tasks'), mix)), seed=seed)
     mc = MaskConfig() if mask_config is None else mask_config
-    col = TaskMixCollator(tok, mc, max_length, seed, glm=glm, layout=model_layout(model) if model is not None else 'glm')
+    col = TaskMixCollator(tok, mc, max_length, seed, block_ids=block_ids, layout=model_layout(model) if model is not None else 'glm')
     cfg = TrainConfig(model='glm', size=size, steps=steps, lr=lr, batch_size=batch_size, max_length=max_length,
                       lora_rank=lora_rank, warmup=0.05, seed=seed, output_dir=str(out), progress=progress,
                       level_probs=mc.level_probs, mix=tuple(mix), logging_steps=logging_steps, **(train_kw or {}))
@@ -142,5 +142,5 @@ def pretrain_with_tasks(tables: Tables, split: Split,
     final = out / 'merged' if hasattr(m, 'merge_and_unload') else res.final_dir   # LoRA: `train` saved it merged too
     if hasattr(m, 'merge_and_unload'): m = merged_lora(m, tok)
     return dict(model=m, tokenizer=tok, final_dir=final, history=res.history, seconds=res.seconds,
-                n_tasks=len(data['tasks']), task_families=data['families'], counts=ds.counts(), glm=col.glm,
+                n_tasks=len(data['tasks']), task_families=data['families'], counts=ds.counts(), block_ids=col.block_ids,
                 first_loss=float(np.mean(res.losses[:10])), last_loss=float(np.mean(res.losses[-10:])))

@@ -17,7 +17,7 @@ from .data import Tables, Split
 from .textualize import Entity, TextSample, textualize_user, item_names, check_sample
 from .entities import SpecialIds, special_ids, tokenize_samples, tokenize_sample
 from .masking import apply_spans
-from .positions import part_b_intra, continues_entity, position_ids_2d, base_positions
+from .positions import part_b_intra, continues_entity, position_ids_2d, base_positions, glm_block_ids
 
 # %% auto #0
 __all__ = ['ENTITY_CONTEXT', 'entity_token_ids', 'EntityTrie', 'Exclusion', 'DynamicPositions', 'decode_positions',
@@ -346,7 +346,7 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
                       constrain: bool = True,  # only entities of the pool (else free generation, filtered afterwards)
                       exclude_seen: bool = False,  # never produce the prompt's `seen` keys
                       valid_only: bool = True, # drop sequences that are no entity of the pool (unconstrained runs)
-                      position_trie: EntityTrie | None = None,  # the pool the dynamic positions consult (default `trie`)
+                      block_ids: bool = False, # intra ids of GLM's block rule (`positions.glm_block_ids`), not the trie's
                       max_new_tokens: int | None = None,        # default: the longest entity + 1
                       temperature: float = 1.0, seed: int = 0,  # sampling
                       tokenizer=None,          # names sequences outside the pool (unconstrained runs)
@@ -361,12 +361,14 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
     L = inputs['input_ids'].shape[1]
     rows = dict(beam=num_beams, greedy=1, sample=n_samples)[mode]
     excl = [Exclusion(trie, p.seen) if exclude_seen and p.seen else None for p in prompts]
-    dp = DynamicPositions(position_trie or trie)
+    dp = DynamicPositions(trie)
     inter = torch.tensor([p.mask_pos for p in prompts]).repeat_interleave(rows)[:, None]
     n_new = generate_kwargs.get('max_new_tokens') or max_new_tokens or trie.max_len + 1
     base = torch.from_numpy(np.stack([p.part_b_base(layout, n_new + 1)[1:] for p in prompts])).repeat_interleave(rows, 0)
     def positions(input_ids):
-        intra = torch.from_numpy(dp.intra(input_ids[:, L:].tolist())[:, 1:])
+        g = input_ids[:, L:]
+        if block_ids: intra = torch.from_numpy(glm_block_ids(np.arange(g.shape[1] + 1) == 0)[1:]).expand(g.shape[0], -1)
+        else: intra = torch.from_numpy(dp.intra(g.tolist())[:, 1:])
         rows_ = [inter.expand_as(intra), intra] + ([] if layout == 'glm' else [base[:, :intra.shape[1]]])
         return torch.stack(rows_, 1)
     gk = dict(max_new_tokens=max_new_tokens or trie.max_len + 1, eos_token_id=ids.eop, pad_token_id=ids.pad,

@@ -85,11 +85,11 @@ def collate_oracle(examples: list,            # as for `RecCollator`
                    ids: SpecialIds,           # special token ids
                    mask_config: MaskConfig,   # masking configuration
                    max_length: int = 512, seed: int = 0, epoch: int = 0, pad_to_multiple_of: int = 8,
-                   glm: bool | None = None    # GLM block ids instead of entity intra ids (default: not entity-aware)
+                   block_ids: bool | None = None    # GLM block ids instead of entity intra ids (default: not entity-aware)
                   ) -> dict:
     "The test oracle: a plain per-sample, per-token implementation of what `RecCollator` returns (same tensors)."
     ea = mask_config.entity_aware
-    glm = (not ea) if glm is None else glm
+    block_ids = (not ea) if block_ids is None else block_ids
     rows = []
     for k, ex in enumerate(examples):
         ts, idx = as_example(ex, k)
@@ -100,13 +100,13 @@ def collate_oracle(examples: list,            # as for `RecCollator`
         a_e, b_e, b_s = ms.a_entity.tolist(), ms.b_entity.tolist(), ms.b_span.tolist()
         intra = []
         for t in range(la):                              # Part A: 0 outside entities, 1..n along an entity
-            if glm or a_e[t] < 0: intra.append(0)
+            if block_ids or a_e[t] < 0: intra.append(0)
             elif t > 0 and a_e[t] == a_e[t - 1]: intra.append(intra[-1] + 1)
             else: intra.append(1)
         is_sop = [t == 0 or b_s[t] != b_s[t - 1] for t in range(lb)]   # each span opens with [sop]
         for t in range(lb):                              # Part B
             if is_sop[t]: intra.append(1)                                     # [sop] -> 1
-            elif glm or is_sop[t - 1]: intra.append(intra[-1] + 1)            # right after [sop] -> 2 (GLM: always +1)
+            elif block_ids or is_sop[t - 1]: intra.append(intra[-1] + 1)            # right after [sop] -> 2 (GLM: always +1)
             elif b_e[t] >= 0 and b_e[t] == b_e[t - 1]: intra.append(intra[-1] + 1)  # continues the entity -> +1
             else: intra.append(1)                                             # anything else restarts
         rows.append(dict(ids=ms.part_a.tolist() + ms.part_b_in.tolist(),

@@ -46,7 +46,7 @@ def loop_intra_b(ent, span):
         else: out.append(1)
     return out
 
-def check_batch(batch, masked, ts_list, max_length, glm=False):
+def check_batch(batch, masked, ts_list, max_length, block_ids=False):
     ids, pos, am, pl, lab = (batch[k].numpy() for k in ('input_ids', 'position_ids', 'attention_mask', 'prefix_len', 'labels'))
     b, L = ids.shape
     assert L % 8 == 0 and pos.shape == (b, 2, L) and lab.shape == (b, L)
@@ -56,8 +56,8 @@ def check_batch(batch, masked, ts_list, max_length, glm=False):
         # the sample is a suffix of the original stream, cut at a unit boundary, rebuilt exactly from Part A + Part B
         orig = reconstruct(m); n = len(ts.input_ids); c = n - len(orig)
         assert (orig == ts.input_ids[c:]).all()
-        assert glm or c == 0 or not (ts.entity[c] >= 0 and ts.entity[c] == ts.entity[c - 1])
-        for s, e in ([] if glm else m.spans):                   # spans never split an entity (GLM knows none)
+        assert block_ids or c == 0 or not (ts.entity[c] >= 0 and ts.entity[c] == ts.entity[c - 1])
+        for s, e in ([] if block_ids else m.spans):                   # spans never split an entity (GLM knows none)
             if s > 0: assert not (ts.entity[c + s] >= 0 and ts.entity[c + s] == ts.entity[c + s - 1])
             if c + e < n: assert not (ts.entity[c + e] >= 0 and ts.entity[c + e] == ts.entity[c + e - 1])
         # Part B: every token's inter-position is its span's mask token, which holds a mask id
@@ -72,7 +72,7 @@ def check_batch(batch, masked, ts_list, max_length, glm=False):
             assert ids[k, sel[0]] == IDS.sop and lab[k, sel[-1]] == IDS.eop
             assert (lab[k, sel[:-1]] == ids[k, sel[1:]]).all()
         # intra ids follow the rule
-        if glm:
+        if block_ids:
             assert (pos[k, 1, :la] == 0).all()
         else:
             ent = m.a_entity
@@ -98,7 +98,7 @@ def test_fast_equals_oracle_and_rules(ss, cfg_name, max_length, seed, epoch):
     slow = collate_oracle(ex, IDS, cfg, max_length=max_length, seed=seed, epoch=epoch)
     assert fast.keys() == slow.keys()
     for k in slow: assert torch.equal(fast[k], slow[k]), k
-    check_batch(fast, coll.mask(ex), ss, max_length, glm=not cfg.entity_aware)
+    check_batch(fast, coll.mask(ex), ss, max_length, block_ids=not cfg.entity_aware)
 
 def test_real_data_equals_oracle():
     "ML-100K users with long whole histories (truncated and trimmed) and short sampled ones, three masking settings."

@@ -183,7 +183,7 @@ def test_glm_mode_reproduces_glm_block_data(tok, level, seed):
     assert len(ms.part_a) == sep
     assert np.array_equal(np.concatenate([ms.part_a, ms.part_b_in]), tokens)
     assert np.array_equal(ms.part_b_out, targets)
-    assert np.array_equal(position_ids_2d(ms.a_entity, ms.mask_pos, ms.b_span, ms.b_entity, glm=True), pos)
+    assert np.array_equal(position_ids_2d(ms.a_entity, ms.mask_pos, ms.b_span, ms.b_entity, block_ids=True), pos)
 
 def _long_sample(n_units=400, seed=0):
     r = np.random.default_rng(seed)

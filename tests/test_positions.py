@@ -88,11 +88,11 @@ def test_positions_follow_rules(lay):
     start = span_starts(lay['b_span'])
     assert pos[1, la:].tolist() == loop_part_b_intra(lay['b_entity'].tolist(), start.tolist())
     # a span that is exactly one entity counts 1..len+1, as GLM's block ids do
-    glm = position_ids_2d(lay['a_entity'], lay['mask_pos'], lay['b_span'], lay['b_entity'], glm=True)
-    assert (glm[1, :la] == 0).all() and (glm[0] == pos[0]).all()
+    block_ids = position_ids_2d(lay['a_entity'], lay['mask_pos'], lay['b_span'], lay['b_entity'], block_ids=True)
+    assert (block_ids[1, :la] == 0).all() and (block_ids[0] == pos[0]).all()
     for s in range(len(lay['mask_pos'])):
         sel = np.flatnonzero(lay['b_span'] == s)
-        assert glm[1, la + sel].tolist() == list(range(1, len(sel) + 1))
+        assert block_ids[1, la + sel].tolist() == list(range(1, len(sel) + 1))
         ents = lay['b_entity'][sel[1:]]
         if ents[0] >= 0 and (ents == ents[0]).all(): assert pos[1, la + sel].tolist() == list(range(1, len(sel) + 1))
 

@@ -12,8 +12,9 @@ from recsysllm_nb.collate import RecCollator, RecDataset, assemble_batch
 from recsysllm_nb.entities import SpecialIds, TokenizedSample, demo_tokenizer, special_ids, tokenize_samples
 from recsysllm_nb.glm import GLMForCausalLM, tiny_glm_config
 from recsysllm_nb.masking import apply_spans
+from recsysllm_nb.positions import position_ids_2d
 from recsysllm_nb.trie import (DynamicPositions, EntityTrie, Exclusion, Prompt, decode_positions, entity_token_ids,
-                               generate_entities, next_item_prompt, rank_candidates)
+                               generate_entities, model_layout, next_item_prompt, rank_candidates)
 
 IDS = SpecialIds(mask=0, smask=1, gmask=2, sop=3, eop=4, pad=5, eos=6)
 V = 40                       # vocabulary of the random models
@@ -83,6 +84,28 @@ def test_beams_distinct_and_scores_equal_ranking(models, trie, data):
     for h in hits:
         for k in h.keys: assert abs(ranked[k] - h.score) < 1e-3, (h, ranked[k])
 
+
+@settings(max_examples=10, **SETTINGS)
+@given(trie=pools(), data=st.data())
+def test_block_ids_generation_equals_collator_rule(models, trie, data):
+    "block_ids=True: every generated token gets GLM's block id (`position_ids_2d(block_ids=True)`, the collator's rule), so the greedy score equals one full forward pass over Part A + [sop] + the tokens under those ids."
+    which = data.draw(st.sampled_from(['glm', 'adapter']))
+    p, model = data.draw(prompts(trie)), models[which]
+    h = generate_entities(model, p, trie, IDS, k=1, mode='greedy', block_ids=True)[0]
+    la, toks = len(p.part_a), list(h.tokens)
+    pos = position_ids_2d(np.full(la, -1), np.array([p.mask_pos]), np.zeros(len(toks) + 1, np.int64),
+                          np.full(len(toks) + 1, -1), block_ids=True, layout=model_layout(model))
+    assert pos[1, la:].tolist() == list(range(1, len(toks) + 2))
+    ids = torch.tensor([list(p.part_a) + [IDS.sop] + toks])
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=ids, position_ids=torch.from_numpy(pos)[None], prefix_len=torch.tensor([la]),
+                                     attention_mask=torch.ones_like(ids)).logits[0, la:].float(), -1)
+    want = lp.gather(1, torch.tensor(toks + [IDS.eop])[:, None]).sum().item()
+    assert abs(want - h.score) < 1e-3, (want, h.score)
+    none = EntityTrie([], [], eop=IDS.eop)   # plain text: entity-aware ids restart at 1, block ids keep counting
+    free = [generate_entities(model, p, none, IDS, k=1, mode='greedy', constrain=False, valid_only=False, max_new_tokens=4, min_new_tokens=3,
+                              block_ids=b)[0] for b in (False, True)]
+    assert free[0].tokens != free[1].tokens or abs(free[0].score - free[1].score) > 1e-6   # the option is not ignored
 
 @st.composite
 def streams(draw):
