@@ -11,8 +11,7 @@ import pandas as pd
 from fastcore.script import call_parse, store_true, Param, anno_parser
 from .data import Tables, Split, leave_one_out, stats, format_stats
 from .sequences import load_sequences
-from .textualize import textualize_corpus
-from .entities import train_tokenizer, add_special_tokens
+from .entities import corpus_tokenizer, add_special_tokens
 from .train import build_model, apply_lora
 from .task_training import pretrain_with_tasks, trained_run
 from .baselines import default_baselines
@@ -21,9 +20,8 @@ from .data import write_atomic
 from .published import PAPER_DATASETS, paper_dataset, published_rows, inconsistent, paper_data_note
 
 # %% auto #0
-__all__ = ['CONFIGS', 'DIFFERENCES', 'BenchConfig', 'bench_config', 'corpus_tokenizer', 'bench_model', 'title_collisions',
-           'comparison_tables', 'pick_baselines', 'run_bench', 'recsysllm_bench', 'bench_cli', 'beauty_argv',
-           'recsysllm_beauty']
+__all__ = ['CONFIGS', 'DIFFERENCES', 'BenchConfig', 'bench_config', 'bench_model', 'title_collisions', 'comparison_tables',
+           'pick_baselines', 'run_bench', 'recsysllm_bench', 'bench_cli', 'beauty_argv', 'recsysllm_beauty']
 
 # %% ../nbs/16_beauty.ipynb #f1974d81
 @dataclass
@@ -68,21 +66,10 @@ def bench_config(preset: str = 'cpu', **overrides) -> BenchConfig:
     return cfg
 
 # %% ../nbs/16_beauty.ipynb #c81dd531
-def corpus_tokenizer(tables: Tables, split: Split,
-                     path=None,               # folder: loaded if it holds a tokenizer, else trained and saved there
-                     vocab_size: int = 8000, seed: int = 0):
-    "Byte-level BPE trained offline on the textualized training split (whole histories), with the special tokens."
-    from transformers import AutoTokenizer
-    if path is not None and (Path(path) / 'tokenizer.json').exists(): return AutoTokenizer.from_pretrained(str(path))
-    texts = [s.text for s in textualize_corpus(tables, split, n_items=None, seed=seed)]
-    tok = train_tokenizer(texts, vocab_size=vocab_size)
-    if path is not None: tok.save_pretrained(str(path))
-    return tok
-
 def bench_model(cfg: BenchConfig, tables: Tables, split: Split, out: Path) -> tuple:
     "(model to train or None for a fresh GLM, tokenizer) for `cfg`."
     from transformers import AutoTokenizer
-    if cfg.checkpoint is None: return None, corpus_tokenizer(tables, split, out / 'tokenizer', cfg.vocab_size, cfg.seed)
+    if cfg.checkpoint is None: return None, corpus_tokenizer(tables, split, out / 'tokenizer', cfg.vocab_size, seed=cfg.seed)
     tok = AutoTokenizer.from_pretrained(cfg.checkpoint); add_special_tokens(tok)
     import torch
     m = build_model(model_path=cfg.checkpoint, vocab_size=len(tok), max_length=cfg.max_length, seed=cfg.seed,

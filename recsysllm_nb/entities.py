@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'LLAMA3_SPLIT', 'TOKENIZER_KINDS', 'SpecialIds', 'special_ids', 'add_special_tokens',
-           'train_tokenizer', 'demo_tokenizer', 'TokenizedSample', 'tokenize_samples', 'tokenize_sample', 'unit_starts',
-           'unit_spans', 'unit_table', 'check_units']
+           'train_tokenizer', 'corpus_tokenizer', 'demo_tokenizer', 'TokenizedSample', 'tokenize_samples',
+           'tokenize_sample', 'unit_starts', 'unit_spans', 'unit_table', 'check_units']
 
 # %% ../nbs/02_entities.ipynb #28431aa3
 from dataclasses import dataclass
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tokenizers import Tokenizer, Regex, AddedToken, models, trainers, pre_tokenizers, decoders, processors, normalizers
 from transformers import PreTrainedTokenizerFast, AutoTokenizer
-from .data import load_ml100k, leave_one_out
+from .data import Tables, Split, load_ml100k, leave_one_out
 from .textualize import TextSample, textualize_corpus
 
 # %% ../nbs/02_entities.ipynb #b3570228
@@ -133,17 +133,24 @@ def train_tokenizer(texts,                # iterable of str: the training corpus
                                    unk_token=unk, extra_special_tokens=[st[k] for k in ('smask', 'gmask', 'sop', 'eop')])
 
 # %% ../nbs/02_entities.ipynb #a1fb3e8c
-def demo_tokenizer(path=None,          # folder of a saved tokenizer: loaded if it holds one, else trained and saved there
-                   vocab_size=6000,    # vocabulary size of the trained tokenizer
-                   kind='bpe',         # one of `TOKENIZER_KINDS` (byte-level BPE: any text is encodable)
-                  ) -> PreTrainedTokenizerFast:
-    "The default tokenizer of demos and tests: trained offline on the textualized ML-100K training split (whole histories)."
+def corpus_tokenizer(tables: Tables, split: Split,
+                     path=None,              # folder: loaded if it holds a tokenizer, else trained and saved there
+                     vocab_size: int = 6000, # vocabulary size of the trained tokenizer
+                     kind: str = 'bpe',      # one of `TOKENIZER_KINDS` (byte-level BPE: any text is encodable)
+                     seed: int = 0,          # seed of the textualization
+                    ) -> PreTrainedTokenizerFast:
+    "A tokenizer trained offline on the textualized training split (whole histories), with the special tokens."
     if path is not None and (Path(path) / 'tokenizer.json').exists(): return AutoTokenizer.from_pretrained(str(path))
-    tables = load_ml100k()
-    corpus = textualize_corpus(tables, leave_one_out(tables), n_items=None)
-    tok = train_tokenizer([s.text for s in corpus], vocab_size=vocab_size, kind=kind)
+    texts = [s.text for s in textualize_corpus(tables, split, n_items=None, seed=seed)]
+    tok = train_tokenizer(texts, vocab_size=vocab_size, kind=kind)
     if path is not None: tok.save_pretrained(str(path))
     return tok
+
+def demo_tokenizer(path=None, vocab_size=6000, kind='bpe') -> PreTrainedTokenizerFast:
+    "The default tokenizer of demos and tests: `corpus_tokenizer` on ML-100K's leave-one-out split."
+    if path is not None and (Path(path) / 'tokenizer.json').exists(): return AutoTokenizer.from_pretrained(str(path))
+    tables = load_ml100k()
+    return corpus_tokenizer(tables, leave_one_out(tables), path, vocab_size, kind)
 
 # %% ../nbs/02_entities.ipynb #28519d6a
 @dataclass

@@ -15,7 +15,7 @@ from .textualize import item_names, textualize_corpus
 from .entities import demo_tokenizer, special_ids, tokenize_samples
 from .masking import MaskConfig, MaskedSample, unit_cut
 from .collate import RecCollator, RecDataset
-from .train import TrainConfig, MixedDataset, train, plot_losses, merged_lora
+from .train import TrainConfig, MixedDataset, train, plot_losses, merged_lora, text_corpora
 from .tasks import build_tasks, family_support, leaks, to_masked_batch
 from .trie import model_layout
 
@@ -82,15 +82,14 @@ def training_data(tables: Tables, split: Split, tokenizer,
     names = item_names(tables.items)
     sup = family_support(tables)
     fams = [f for f in families if not sup[f]]
-    sampled = textualize_corpus(tables, split, seed=seed, names=names, users=users)
-    history = textualize_corpus(tables, split, n_items=None, max_chars=4 * int(max_length * 0.7), names=names, users=users)
+    text = text_corpora(tables, split, int(max_length * 0.7), seed, names, users)   # the same text as `train.train`
     tasks = build_tasks(tables, split, fams, 'train', n_per_user=n_per_user, seed=seed, names=names, users=users)
     if check_leaks:
-        bad = training_leaks(tasks, sampled + history, split, names)
+        bad = training_leaks(tasks, text['sampled'] + text['history'], split, names)
         if bad: raise AssertionError(f'held-out pairs in the training data, e.g. {bad[:3]}')
     masked = [fit_masked(m, max_length) for m in to_masked_batch(tasks, tokenizer)]
-    return dict(sources={'sampled': RecDataset(tokenize_samples(sampled, tokenizer)),
-                         'history': RecDataset(tokenize_samples(history, tokenizer)), 'tasks': MaskedDataset(masked)},
+    sources = {k: RecDataset(tokenize_samples(v, tokenizer)) for k, v in text.items()}
+    return dict(sources=sources | {'tasks': MaskedDataset(masked)},
                 tasks=tasks, families=fams, max_length=max_length)
 
 def trained_run(folder, **expected) -> dict:

@@ -34,7 +34,7 @@ from .adapter import RecAdapterConfig, RecAdapterForCausalLM, lora_targets, tiny
 __all__ = ['SIZES', 'MODEL_KINDS', 'PRETRAINED_LAYOUT', 'PRETRAINED_PREFIX_LM', 'DS_AUTO_KEYS', 'MixedDataset', 'model_config',
            'nf4_config', 'new_token_rows', 'build_model', 'is_quantized', 'apply_lora', 'trainable_parameters',
            'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args', 'load_tokenizer',
-           'ml100k_sources', 'TrainResult', 'merged_lora', 'train', 'plot_losses', 'pretrain_demo',
+           'text_corpora', 'text_sources', 'TrainResult', 'merged_lora', 'train', 'plot_losses', 'pretrain_demo',
            'check_deepspeed_config', 'recsysllm_train']
 
 # %% ../nbs/08_train.ipynb #46160a8a
@@ -289,17 +289,20 @@ def load_tokenizer(cfg: TrainConfig):
     add_special_tokens(tok)   # a no-op for the demo tokenizer; a real LLM's tokenizer gains them here
     return tok
 
-def ml100k_sources(tokenizer,              # the run's tokenizer
-                   max_tokens: int = 200,  # about this many tokens of a whole-history text (oldest items dropped)
-                   seed: int = 0,          # seed of the history sampling
-                   dataset: str = 'ml-100k') -> dict:  # any `recsysllm_data` dataset ('ml-100k', 'seq:<dir>', ...)
-    "Two sources over the dataset's training split: 'sampled' (20 items over long / medium / short periods) and 'history' (whole histories)."
-    tables = load_ml100k() if dataset == 'ml-100k' else load_dataset(dataset); split = leave_one_out(tables, seed=seed)
-    sampled = textualize_corpus(tables, split, seed=seed)
+def text_corpora(tables, split, max_tokens: int = 200,  # about this many tokens of a whole history (oldest items dropped)
+                 seed: int = 0, names: dict | None = None, users=None) -> dict:
+    "The text of pre-training, from `split.train`: 'sampled' (20 items over long / medium / short periods), 'history' (whole)."
     # a character budget (about 4 characters per token) keeps the features and the newest items; the collator cuts the rest
-    history = textualize_corpus(tables, split, n_items=None, max_chars=4 * max_tokens)
-    return {'sampled': RecDataset(tokenize_samples(sampled, tokenizer)),
-            'history': RecDataset(tokenize_samples(history, tokenizer))}
+    return dict(sampled=textualize_corpus(tables, split, seed=seed, names=names, users=users),
+                history=textualize_corpus(tables, split, n_items=None, max_chars=4 * max_tokens, names=names, users=users))
+
+def text_sources(tokenizer,              # the run's tokenizer
+                 max_tokens: int = 200,  # about this many tokens of a whole-history text
+                 seed: int = 0,          # seed of the split and the history sampling
+                 dataset: str = 'ml-100k') -> dict:  # any `recsysllm_data` dataset ('ml-100k', 'seq:<dir>', ...)
+    "The two `text_corpora` of a dataset's leave-one-out training split, tokenized."
+    tables = load_ml100k() if dataset == 'ml-100k' else load_dataset(dataset); split = leave_one_out(tables, seed=seed)
+    return {k: RecDataset(tokenize_samples(v, tokenizer)) for k, v in text_corpora(tables, split, max_tokens, seed).items()}
 
 # %% ../nbs/08_train.ipynb #f3c4e28b
 @dataclass
@@ -343,7 +346,7 @@ def train(cfg: TrainConfig,        # the run
     with args.main_process_first(desc='tokenizer and data'):
         if tokenizer is None: tokenizer = load_tokenizer(cfg)
         if dataset is None:
-            src = ml100k_sources(tokenizer, max_tokens=int(cfg.max_length * 0.7), seed=cfg.seed, dataset=cfg.dataset)
+            src = text_sources(tokenizer, max_tokens=int(cfg.max_length * 0.7), seed=cfg.seed, dataset=cfg.dataset)
             dataset = MixedDataset(src, dict(zip(src, cfg.mix)), seed=cfg.seed)
     if model is None:
         model = build_model(cfg.model, cfg.size, len(tokenizer), cfg.max_length, cfg.model_path, cfg.qlora,
