@@ -6,6 +6,7 @@
 from __future__ import annotations
 import hashlib, re, string, warnings
 from functools import cached_property
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
@@ -194,22 +195,89 @@ def _eligible(t: Template, row: dict) -> bool:
     "Whether the target row can fill every slot of `t` (a feature word for `{feature}`, a rating for `{rating}`)."
     return ('feature' not in t.slots or bool(row['feature'])) and ('rating' not in t.slots or not np.isnan(row['rating']))
 
-def _fill(f, t, row, v, ent, rng, train, pool, avoid, cands):
+@dataclass
+class _Draw:
+    "What the answer of one user's sample may draw on."
+    ent: Callable               # item id -> its entity (title, 'item', id)
+    rng: np.random.Generator    # the (split, family, user) stream
+    train: bool                 # a training sample (else evaluation)
+    pool: np.ndarray            # every item id: training negatives come from here
+    avoid: tuple                # (items a negative avoids, the user's items: the fallback for a tiny catalogue)
+    cands: list                 # evaluation candidates: the positive and the saved negatives, in the user's order
+
+def _fill(f: str, t: Template, row: dict, v: dict, d: _Draw) -> tuple:
     "The answer (text, kind, key) and the candidates of a family-`f` sample; sets `v['item']` to a negative for a 'no'."
     it = row['item_id']
     if f == 'rating': return (_fmt_rating(row['rating']), 'feature', 'rating'), []
-    if f == 'sequential': return ent(it), []
+    if f == 'sequential': return d.ent(it), []
     if f in ('explanation', 'review'): return (row['explanation' if f == 'explanation' else 'summary'], 'text', ''), []
     if not t.choose:
-        if train and rng.random() < 0.5:
-            asked = _draw_negatives(rng, pool, avoid, 1)[0]; v['item'] = ent(asked)
+        if d.train and d.rng.random() < 0.5:
+            asked = _draw_negatives(d.rng, d.pool, d.avoid, 1)[0]; v['item'] = d.ent(asked)
             return ('no', 'text', ''), [asked]
-        if train: return ('yes', 'text', ''), [it]
-        v['item'] = ent(cands[0])   # evaluation: asks about the first candidate, whichever is the positive
-        return ('yes' if cands[0] == it else 'no', 'text', ''), cands
-    return ent(it), ([it] if train else cands)   # choose: the prompt lists no candidate; evaluation scores all 100
+        if d.train: return ('yes', 'text', ''), [it]
+        v['item'] = d.ent(d.cands[0])   # evaluation: asks about the first candidate, whichever is the positive
+        return ('yes' if d.cands[0] == it else 'no', 'text', ''), d.cands
+    return d.ent(it), ([it] if d.train else d.cands)   # choose: the prompt lists no candidate; evaluation scores all 100
 
-# %% ../nbs/10_tasks.ipynb #3cc29a71
+
+# %% ../nbs/10_tasks.ipynb #34404b85
+def _timeline(split: Split) -> dict:
+    "Every interaction as arrays, per user in time (train rows, then valid, then test), and the rows each family can target."
+    x = pd.concat([p.assign(_part=k) for k, p in enumerate((split.train, split.valid, split.test))], ignore_index=True)
+    x = x.sort_values(['user_id', '_part'], kind='stable')   # train rows keep their time order, then valid, then test
+    col = lambda c: (x[c].astype(object).where(x[c].notna(), '').astype(str).to_numpy() if c in x.columns
+                     else np.full(len(x), '', object))
+    u, items, part = x['user_id'].astype(str).to_numpy(), x['item_id'].astype(str).to_numpy(), x['_part'].to_numpy()
+    cols = dict(item_id=items, rating=x['rating'].to_numpy(np.float64),
+                **{c: col(c) for c in ('review', 'summary', 'explanation', 'feature')})
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if len(u) else np.zeros(0, int)
+    full = lambda c: cols[c] != ''
+    ok = dict(rating=~np.isnan(cols['rating']), sequential=np.ones(len(u), bool), direct=np.ones(len(u), bool),
+              explanation=full('explanation'), review=full('review') & full('summary'))   # rows that can be targets
+    return dict(u=u, items=items, part=part, cols=cols, ok=ok,
+                users=list(zip(starts.tolist(), np.r_[starts[1:], len(u)].tolist())))   # each user's rows [a, z)
+
+@dataclass
+class _TaskRun:
+    "The settings and tables one `build_tasks` call shares across users."
+    tl: dict; fams: list; fam_tpls: dict; split_name: str; seed: int; n_per_user: int | None; n_history: int
+    ent: Callable; prof: dict; negatives: dict; pool: np.ndarray
+
+# %% ../nbs/10_tasks.ipynb #219a50ba
+def _user_tasks(r: _TaskRun, a: int, z: int) -> list:
+    "The samples of the user whose rows are [a, z) of the timeline."
+    tl, train = r.tl, r.split_name == 'train'
+    items, uid, out = tl['items'], tl['u'][a], []
+    targets = [j for j in np.flatnonzero(tl['part'][a:z] == ('train', 'valid', 'test').index(r.split_name)).tolist()
+               if j >= 1]                                                          # at least one earlier item
+    negs = r.negatives.get(uid, [])
+    touched = set(items[a:z].tolist())
+    cands = sorted([items[a + targets[0]], *negs]) if targets and not train else []   # evaluation: positive + negs,
+    cands = [cands[j] for j in _rng(r.seed, 'candidates', uid).permutation(len(cands))]  # order blind to the positive
+    for f in r.fams:
+        if f == 'direct' and not train and not negs: continue   # a user without saved negatives (fewer than 3 interactions)
+        d = _Draw(r.ent, _rng(r.seed, r.split_name, f, uid), train, r.pool, (touched | set(negs), touched), cands)
+        js = [j for j in targets if tl['ok'][f][a + j]]
+        if train and r.n_per_user is not None and len(js) > r.n_per_user:
+            js = [js[k] for k in sorted(d.rng.choice(len(js), r.n_per_user, replace=False).tolist())]
+        for j in js:
+            row = {c: v[a + j] for c, v in tl['cols'].items()}
+            hist = items[a + max(0, j - r.n_history):a + j].tolist()
+            tpls = [t for t in r.fam_tpls[f] if _eligible(t, row)]
+            if train and tpls: tpls = [tpls[int(d.rng.integers(len(tpls)))]]
+            for t in tpls:
+                v = dict(history=[r.ent(i) for i in hist], item=r.ent(row['item_id']), review=row['review'],
+                         feature=(row['feature'], 'feature', 'feature'),
+                         rating=(_fmt_rating(row['rating']), 'feature', 'rating'))
+                v['answer'], cand = _fill(f, t, row, v, d)
+                s, (b, e) = render(t, v, r.prof.get(uid, []), uid)
+                v['profile'] = r.prof.get(uid, [])
+                out.append(TaskSample(f, t.id, t.seen, r.split_name, uid, row['item_id'], s, (b, e), s.text[b:e], cand,
+                                      FAMILY_LEVEL[f], hist, v))
+    return out
+
+# %% ../nbs/10_tasks.ipynb #0619dc93
 def build_tasks(tables: Tables,            # the dataset (items name the items, users give the profile sentences)
                 split: Split,              # `leave_one_out(tables)`: the ONE split every family is built from
                 families=None,             # families to build (default: all five; those the data cannot feed are skipped with a warning)
@@ -234,52 +302,14 @@ def build_tasks(tables: Tables,            # the dataset (items name the items, 
         if support[f]: warnings.warn(f"{f} tasks skipped for {tables.name or 'this dataset'}: {support[f]}", TaskSkipped, stacklevel=2)
     fams = [f for f in fams if not support[f]]
     names = item_names(tables.items) if names is None else names
-    ent = lambda i: (names[i], 'item', i)
-    prof = feature_sentences(tables.users) if profile else {}
-    x = pd.concat([p.assign(_part=k) for k, p in enumerate((split.train, split.valid, split.test))], ignore_index=True)
-    x = x.sort_values(['user_id', '_part'], kind='stable')   # train rows keep their time order, then valid, then test
-    col = lambda c: (x[c].astype(object).where(x[c].notna(), '').astype(str).to_numpy() if c in x.columns
-                     else np.full(len(x), '', object))
-    u, items, part = x['user_id'].astype(str).to_numpy(), x['item_id'].astype(str).to_numpy(), x['_part'].to_numpy()
-    cols = dict(item_id=items, rating=x['rating'].to_numpy(np.float64), **{c: col(c) for c in ('review', 'summary', 'explanation', 'feature')})
-    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if len(u) else np.zeros(0, int)
-    full = lambda c: cols[c] != ''
-    ok = dict(rating=~np.isnan(cols['rating']), sequential=np.ones(len(u), bool), direct=np.ones(len(u), bool),
-              explanation=full('explanation'), review=full('review') & full('summary'))   # rows that can be targets
-    fam_tpls = {f: templates(f, True if train else seen) for f in fams}
-    want = None if users is None else set(map(str, users))
     negatives = dict(zip(split.negatives['user_id'].astype(str), map(list, split.negatives['items'])))
-    pool, code, out = tables.items['item_id'].astype(str).to_numpy(), ('train', 'valid', 'test').index(split_name), []
-    for a, z in zip(starts.tolist(), np.r_[starts[1:], len(u)].tolist()):
-        uid = u[a]
-        if want is not None and uid not in want: continue
-        targets = [j for j in np.flatnonzero(part[a:z] == code).tolist() if j >= 1]   # at least one earlier item
-        negs = negatives.get(uid, [])
-        touched = set(items[a:z].tolist()); avoid = (touched | set(negs), touched)
-        cands = sorted([items[a + targets[0]], *negs]) if targets and not train else []   # evaluation: positive + negs,
-        cands = [cands[j] for j in _rng(seed, 'candidates', uid).permutation(len(cands))]  # order blind to the positive
-        for f in fams:
-            if f == 'direct' and not train and not negs: continue   # a user without saved negatives (fewer than 3 interactions)
-            rng = _rng(seed, split_name, f, uid)
-            js = [j for j in targets if ok[f][a + j]]
-            if train and n_per_user is not None and len(js) > n_per_user:
-                js = [js[k] for k in sorted(rng.choice(len(js), n_per_user, replace=False).tolist())]
-            for j in js:
-                row = {c: v[a + j] for c, v in cols.items()}
-                hist = items[a + max(0, j - n_history):a + j].tolist()
-                tpls = [t for t in fam_tpls[f] if _eligible(t, row)]
-                if train and tpls: tpls = [tpls[int(rng.integers(len(tpls)))]]
-                for t in tpls:
-                    v = dict(history=[ent(i) for i in hist], item=ent(row['item_id']), review=row['review'],
-                             feature=(row['feature'], 'feature', 'feature'),
-                             rating=(_fmt_rating(row['rating']), 'feature', 'rating'))
-                    v['answer'], cand = _fill(f, t, row, v, ent, rng, train, pool, avoid, cands)
-                    s, (b, e) = render(t, v, prof.get(uid, []), uid)
-                    v['profile'] = prof.get(uid, [])
-                    out.append(TaskSample(f, t.id, t.seen, split_name, uid, row['item_id'], s, (b, e), s.text[b:e], cand,
-                                          FAMILY_LEVEL[f], hist, v))
-    return out
+    r = _TaskRun(_timeline(split), fams, {f: templates(f, True if train else seen) for f in fams}, split_name, seed,
+                 n_per_user, n_history, lambda i: (names[i], 'item', i), feature_sentences(tables.users) if profile else {},
+                 negatives, tables.items['item_id'].astype(str).to_numpy())
+    want = None if users is None else set(map(str, users))
+    return [x for a, z in r.tl['users'] if want is None or r.tl['u'][a] in want for x in _user_tasks(r, a, z)]
 
+# %% ../nbs/10_tasks.ipynb #87286b42
 def for_candidate(ts: TaskSample, item_id: str, names: dict) -> TaskSample:
     "A direct yes/no evaluation sample re-asked about candidate `item_id` (answer 'yes' iff it is the positive `ts.item_id`)."
     t = TEMPLATES[ts.template_id]
