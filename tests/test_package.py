@@ -50,3 +50,19 @@ def test_console_scripts_declared():
         mod, fn = target.split(':')
         res = subprocess.run([sys.executable, '-c', f'import {mod}; assert callable({mod}.{fn})'], capture_output=True, text=True)
         assert res.returncode == 0, f'{name}: {res.stderr}'
+
+def _layout_order():
+    "The module order of index.ipynb's 'How the package is laid out' (numbered lines of backticked module names)."
+    cells = json.loads((ROOT / 'nbs' / 'index.ipynb').read_text())['cells']
+    text = next(''.join(c['source']) for c in cells if ''.join(c['source']).startswith('## How the package is laid out'))
+    return [m for line in text.splitlines() if re.match(r'\d+\. ', line) for m in re.findall(r'`(\w+)`', line)]
+
+def test_imports_point_one_way():
+    "Every module is placed in the README's layout, and its module-level imports name only modules placed before it."
+    order = _layout_order()
+    assert sorted(order) == MODULES, (sorted(set(MODULES) - set(order)), sorted(set(order) - set(MODULES)))
+    for mod in MODULES:
+        src = (ROOT / 'recsysllm_nb' / f'{mod}.py').read_text()
+        used = set(re.findall(r'^from \.(\w+) import', src, re.M)) | set(re.findall(r'^(?:from|import) recsysllm_nb\.(\w+)', src, re.M))
+        late = [u for u in used - {mod} if order.index(u) > order.index(mod)]
+        assert not late, f'{mod} imports {late}, listed after it in the layout'
