@@ -7,16 +7,17 @@ from __future__ import annotations
 import json, re, time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+import pandas as pd
 from fastcore.script import call_parse, store_true
 from .data import load_ml100k, leave_one_out
 from .pretrained import DEFAULT_LM
 from .experiments import (ExperimentConfig, run_experiments, evaluate_baselines, eval_users, write_report,
                                       format_tables, paper_tables)
 from .demo import step_model, step_pretrain
-from .task_training import trained_run
+from .task_training import trained_run, heldout_loss
 
 # %% auto #0
-__all__ = ['HEADLINE_ARMS', 'Arm', 'run_arm', 'headline', 'recsysllm_headline']
+__all__ = ['HEADLINE_ARMS', 'Arm', 'train_arm', 'run_arm', 'headline', 'recsysllm_headline', 'sweep']
 
 # %% ../nbs/15a_headline.ipynb #445a24e1
 @dataclass(frozen=True)
@@ -45,6 +46,20 @@ HEADLINE_ARMS = (
 )
 
 # %% ../nbs/15a_headline.ipynb #e085e3ec
+def train_arm(arm: Arm, tables, split, o: Path, seed: int = 0, progress: bool = True) -> tuple:
+    "(model, tokenizer, what to record) of an arm: trained into `o/model` (or read back from there), or as built (steps=0)."
+    mdl = step_model(o, arm.model, arm.init, arm.lora_rank, seed)
+    if not arm.steps:
+        if mdl['model'] is None: raise ValueError(f'{arm.name}: a fresh GLM has nothing to evaluate without training (steps=0)')
+        return mdl['model'], mdl['tokenizer'], dict(training_steps=0)
+    same = dict(steps=arm.steps, batch_size=arm.batch_size, lr=arm.lr, seed=seed, lora_rank=mdl['lora_rank'])
+    if (o / 'model' / 'train_config.json').exists():   # trained before (e.g. the evaluation was interrupted)
+        run = trained_run(o / 'model', **same); print(f"\n== {arm.name}: trained before, read from {run['final_dir']}")
+    else: run = step_pretrain(tables, split, mdl, o, arm.steps, arm.batch_size, arm.lr, arm.size, arm.bf16, seed, progress)
+    rec = dict(training_steps=arm.steps, first_loss=round(run['first_loss'], 3), last_loss=round(run['last_loss'], 3),
+               training_seconds=round(run['seconds'], 1) if run['seconds'] else 'an earlier run')
+    return run['model'], run['tokenizer'], rec
+
 def run_arm(arm: Arm, tables, split, out,
             n_users: int | None = 200,   # test users, drawn with the seed (None: all)
             seed: int = 0, beams: int = 20, progress: bool = True) -> list:
@@ -53,22 +68,10 @@ def run_arm(arm: Arm, tables, split, out,
     done = o / 'results.json'
     if done.exists() and json.loads(done.read_text())['run'].get('key') == key:
         print(f'\n== {arm.name}: done before, read from {done}'); return json.loads(done.read_text())['rows']
-    mdl = step_model(o, arm.model, arm.init, arm.lora_rank, seed)
-    extra = dict(key=key, model=arm.name, training_steps=arm.steps)
-    same = dict(steps=arm.steps, batch_size=arm.batch_size, lr=arm.lr, seed=seed, lora_rank=mdl['lora_rank'])
-    if arm.steps and (o / 'model' / 'train_config.json').exists():   # trained before, evaluation not finished
-        run = trained_run(o / 'model', **same); print(f"\n== {arm.name}: trained before, read from {run['final_dir']}")
-    elif arm.steps: run = step_pretrain(tables, split, mdl, o, arm.steps, arm.batch_size, arm.lr, arm.size, arm.bf16, seed,
-                                        progress)
-    if arm.steps:
-        model, tok = run['model'], run['tokenizer']
-        extra.update(training_seconds=round(run['seconds'], 1) if run['seconds'] else 'an earlier run', first_loss=round(run['first_loss'], 3),
-                     last_loss=round(run['last_loss'], 3))
-    else: model, tok = mdl['model'], mdl['tokenizer']
-    if model is None: raise ValueError(f'{arm.name}: a fresh GLM has nothing to evaluate without training (steps=0)')
+    model, tok, rec = train_arm(arm, tables, split, o, seed, progress)
     cfg = ExperimentConfig(model=arm.model, n_users=n_users, seed=seed, beams=beams, direct_modes=('candidates',),
                            bf16=arm.bf16, model_name=arm.name, baselines=False, progress=progress)
-    return run_experiments(tables, split, model.eval(), tok, o, cfg, extra=extra)['rows']
+    return run_experiments(tables, split, model.eval(), tok, o, cfg, extra=dict(key=key, model=arm.name) | rec)['rows']
 
 # %% ../nbs/15a_headline.ipynb #9a5b384c
 def headline(out='runs/headline', arms=HEADLINE_ARMS, n_users: int | None = 200, seed: int = 0, beams: int = 20,
@@ -95,8 +98,15 @@ def recsysllm_headline(out: str = 'runs/headline',  # report folder (one sub-fol
                        steps: int = None,           # training steps of every trained arm (default: each arm's)
                        arms: str = None,            # comma-separated arm folder names (default: all four)
                        no_baselines: store_true = False,  # arms only (e.g. one process per arm, then one call for all)
+                       sweep_lrs: str = None,       # e.g. '3e-4,1e-3,3e-3': the LoRA arm's validation-loss sweep, not the table
                        no_progress: store_true = False):  # no progress bars
     "The headline table on MovieLens-100K: SmolLM2 zero-shot / + LoRA / random weights, the small GLM, the baselines."
+    if sweep_lrs:
+        try: lrs = tuple(float(x) for x in sweep_lrs.split(','))
+        except ValueError: raise ValueError(f"--sweep_lrs: expected learning rates such as '3e-4,1e-3', got {sweep_lrs!r}") from None
+        lora = HEADLINE_ARMS[1] if steps is None else replace(HEADLINE_ARMS[1], steps=steps)
+        tab = sweep(out, lora, lrs, (lora.steps,), n_users or None, seed, not no_progress)
+        print(tab.to_string(index=False)); return
     pick = list(HEADLINE_ARMS)
     if arms:
         want = [a.strip() for a in arms.split(',') if a.strip()]
@@ -105,3 +115,27 @@ def recsysllm_headline(out: str = 'runs/headline',  # report folder (one sub-fol
         pick = [a for a in pick if a.slug in want]
     if steps is not None: pick = [replace(a, steps=steps) if a.steps else a for a in pick]
     headline(out, pick, n_users or None, seed, beams, [] if no_baselines else None, not no_progress)
+
+# %% ../nbs/15a_headline.ipynb #91b6bb05
+def sweep(out='runs/headline', base: Arm = HEADLINE_ARMS[1],
+          lrs=(3e-4, 1e-3, 3e-3),        # learning rates tried
+          steps=(100,),                  # training steps tried
+          n_users: int | None = 100, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    "Validation loss of `base` at every (lr, steps); one row per configuration tried, the best marked; saved in out/sweep.json."
+    tables = load_ml100k(); split = leave_one_out(tables, n_neg=99, seed=seed)
+    users, rows = eval_users(split, n_users, seed), []
+    for s in steps:
+        for lr in lrs:
+            arm = replace(base, lr=lr, steps=s)
+            o = Path(out) / (base.slug if (lr, s) == (base.lr, base.steps) else f'{base.slug}-lr{lr:g}-steps{s}')
+            model, tok, rec = train_arm(arm, tables, split, o, seed, progress)
+            h = heldout_loss(model.eval(), tok, tables, split, users, seed=seed, bf16=arm.bf16)
+            rows.append(dict(lr=lr, steps=s, folder=o.name, valid_loss=round(h['loss'], 4), valid_tokens=h['tokens'],
+                             valid_prompts=h['prompts'], **{k: rec.get(k) for k in ('first_loss', 'last_loss')}))
+            print(f"   lr {lr:g}, {s} steps: validation loss {h['loss']:.4f} ({h['tokens']:,} answer tokens)")
+    tab = pd.DataFrame(rows)
+    tab['best'] = tab.valid_loss == tab.valid_loss.min()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / 'sweep.json').write_text(json.dumps(dict(base=asdict(base), n_users=n_users, seed=seed, users=users,
+                                                          rows=tab.to_dict('records')), indent=1))
+    return tab

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12a_task_training.ipynb #da4b93ed
 from __future__ import annotations
-import json
+import contextlib, json
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
@@ -14,14 +14,14 @@ from .data import Tables, Split
 from .textualize import item_names, textualize_corpus
 from .entities import demo_tokenizer, special_ids, tokenize_samples
 from .masking import MaskConfig, MaskedSample, unit_cut
-from .collate import RecCollator, RecDataset
+from .collate import RecCollator, RecDataset, assemble_batch
 from .train import TrainConfig, MixedDataset, train, plot_losses, merged_lora, text_corpora
-from .tasks import build_tasks, family_support, leaks, to_masked_batch
+from .tasks import build_tasks, family_support, leaks, to_masked_batch, _rng
 from .trie import model_layout
 
 # %% auto #0
 __all__ = ['fit_masked', 'MaskedDataset', 'TaskMixCollator', 'training_leaks', 'training_data', 'trained_run',
-           'pretrain_with_tasks']
+           'pretrain_with_tasks', 'heldout_loss']
 
 # %% ../nbs/12a_task_training.ipynb #50da14f7
 def fit_masked(m: MaskedSample,        # one masked task sample
@@ -143,3 +143,25 @@ def pretrain_with_tasks(tables: Tables, split: Split,
     return dict(model=m, tokenizer=tok, final_dir=final, history=res.history, seconds=res.seconds,
                 n_tasks=len(data['tasks']), task_families=data['families'], counts=ds.counts(), block_ids=col.block_ids,
                 first_loss=float(np.mean(res.losses[:10])), last_loss=float(np.mean(res.losses[-10:])))
+
+# %% ../nbs/12a_task_training.ipynb #9ed289c2
+def heldout_loss(model, tok, tables: Tables, split: Split, users,
+                 families=('rating', 'sequential', 'direct'),  # task families scored (those the data can feed)
+                 max_length: int = 256, batch_size: int = 16, seed: int = 0,
+                 bf16: bool = False) -> dict:   # bf16 autocast (as the run trained)
+    "Mean loss per answer token of `model` on validation prompts of `users` (one seen template per user and family, seeded)."
+    sup = family_support(tables, split)
+    tasks = build_tasks(tables, split, [f for f in families if not sup[f]], 'valid', seen=True, users=users, seed=seed)
+    by = {}
+    for t in tasks: by.setdefault((t.user_id, t.family), []).append(t)
+    tasks = [g[int(_rng(seed, 'heldout', *k).integers(len(g)))] for k, g in by.items()]
+    ms = [fit_masked(m, max_length) for m in to_masked_batch(tasks, tok)]
+    pad, layout, dev = special_ids(tok).pad, model_layout(model), model.device
+    total, n = 0.0, 0
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.no_grad(), amp:
+        for i in range(0, len(ms), batch_size):
+            b = {k: torch.as_tensor(v, device=dev) for k, v in assemble_batch(ms[i:i + batch_size], pad, layout=layout).items()}
+            k = int((b['labels'] != -100).sum())
+            total += float(model(**b).loss) * k; n += k
+    return dict(loss=total / max(n, 1), tokens=n, prompts=len(ms))
