@@ -44,6 +44,7 @@ def plot_rank_sweep(rows, path=None, metrics=(('sequential', 'HR@10'), ('sequent
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
+# %% ../nbs/13a_ablations.ipynb #152a6ff9
 def run_ablations(tables: Tables, split: Split,
                   out_dir='runs/ablations',      # report folder (report.md, results.json, PNGs) and the models
                   tokenizer=None,                # default: the demo tokenizer (cached in out_dir/tokenizer)
@@ -94,6 +95,7 @@ def run_ablations(tables: Tables, split: Split,
         with open(paths['report'], 'a') as f: f.write('\n## LoRA rank sweep\n\n![rank sweep](rank_sweep.png)\n')
     return dict(rows=rows, tables=paper_tables(rows), paths=paths, runs=runs, users=users, base_model=base_model)
 
+# %% ../nbs/13a_ablations.ipynb #7d4b500f
 @call_parse
 def recsysllm_ablations(out: str = 'runs/ablations',   # report folder (report.md, results.json, PNGs) and the models
                         variants: str = ','.join(ABLATIONS),   # variants of `ABLATIONS`, comma-separated

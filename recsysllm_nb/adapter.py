@@ -175,6 +175,7 @@ class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
         return CausalLMOutputWithPast(loss=loss, logits=out.logits, cache=getattr(out, 'cache', None),
                                       hidden_states=out.hidden_states, attentions=out.attentions)
 
+# %% ../nbs/07_adapter.ipynb #a2887658
 AutoConfig.register(RecAdapterConfig.model_type, RecAdapterConfig, exist_ok=True)
 AutoModelForCausalLM.register(RecAdapterConfig, RecAdapterForCausalLM, exist_ok=True)
 

@@ -139,6 +139,7 @@ def direct_candidates(split: Split, part: str = 'test') -> tuple[list, list]:
     users = rows['user_id'].tolist()
     return users, [[p] + list(neg[u]) for u, p in zip(users, rows['item_id'])]
 
+# %% ../nbs/12_baselines.ipynb #e603831a
 def eval_direct(model, tables: Tables, split: Split,
                 part: str = 'test', ks=(1, 5, 10), ties: str = 'random', seed: int = 0) -> dict:
     "HR@k / NDCG@k of `model.score_candidates` over [positive] + 99 saved negatives (history excluded), as `eval_sequential`."
@@ -327,6 +328,7 @@ def run_baselines(tables: Tables, split: Split,
                          if isinstance(v, (int, float)) and k not in ('n_clipped',)]
     return pd.DataFrame(rows), fitted
 
+# %% ../nbs/12_baselines.ipynb #6d1d7343
 def results_table(results: pd.DataFrame, part: str = 'test') -> pd.DataFrame:
     "The long results as one row per model and one column per (task, metric), for `part`."
     keep = ('HR@', 'NDCG@', 'RMSE', 'MAE')

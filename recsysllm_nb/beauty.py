@@ -48,6 +48,7 @@ CONFIGS = {
                        n_per_user=5, bf16=True, n_users=None),
 }
 
+# %% ../nbs/16_beauty.ipynb #36ccaf51
 def bench_config(preset: str = 'cpu', **overrides) -> BenchConfig:
     "A preset of `CONFIGS` with fields overridden; the GPU preset needs a checkpoint."
     if preset not in CONFIGS: raise ValueError(f'unknown preset {preset!r}: one of {sorted(CONFIGS)}')

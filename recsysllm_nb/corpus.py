@@ -38,6 +38,7 @@ def _corpus_rows(shards, tables, train, cfg, names):
         h = train[train['user_id'].astype(str).isin(set(users))]
         for s in _textualize(tables, h, users, cfg, names): yield sample_to_row(s)
 
+# %% ../nbs/01a_corpus.ipynb #8506473e
 def corpus_dataset(tables: Tables,          # the dataset
                    split: Split,            # its split: only `split.train` is textualized
                    path,                    # folder to write (`datasets.load_from_disk(path)` reads it back)

@@ -91,6 +91,7 @@ def _strings(s: pd.Series) -> pd.Series:
     if s.dtype == pd.Series([], dtype=str).dtype and not s.hasnans: return s
     return s.astype(object).where(s.notna(), '').astype(str)
 
+# %% ../nbs/00_data.ipynb #473a14cd
 def _ids(df, col, src, what):
     "The id column `col` as non-empty, unique strings; `DataError` at the first empty or repeated id."
     s = _strings(df[col]).str.strip()
@@ -124,6 +125,7 @@ def _to_float(s: pd.Series, src, col, allow_missing=False) -> pd.Series:
     if bad.any(): src.fail(bad, col, 'a number', s)
     return out
 
+# %% ../nbs/00_data.ipynb #6398ca01
 def _to_seconds(s: pd.Series, src, col, allow_missing=False) -> pd.Series:
     "Parse `s` as int64 seconds: numbers (seconds since 1970) or ISO 8601 dates; `DataError` at the first that is neither (with `allow_missing`: float64, NaN where blank)."
     if pd.api.types.is_datetime64_any_dtype(s): s = s.dt.strftime('%Y-%m-%dT%H:%M:%S%z').where(s.notna(), '')

@@ -82,6 +82,7 @@ def step_model(out: Path,
           f'layout {PRETRAINED_LAYOUT!r}, tokenizer {len(tok):,} tokens')
     return dict(model=m, tokenizer=tok, name=name, lora_rank=rank)
 
+# %% ../nbs/15_demo.ipynb #121d5af6
 def step_pretrain(tables: Tables, split: Split, mdl: dict, out: Path,  # mdl: `step_model`'s result
                   steps: int = 300, batch_size: int = 16, lr: float = 2e-3,
                   size: str = 'small',    # GLM size preset (a fresh GLM only)

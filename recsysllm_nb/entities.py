@@ -97,6 +97,7 @@ def _wordpiece(texts, vocab_size, min_frequency, special, lowercase):
     tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece(prefix='##')
     return tok
 
+# %% ../nbs/02_entities.ipynb #79998fc2
 def _unigram(texts, vocab_size, min_frequency, special):
     "SentencePiece-style Unigram (Viterbi): pieces of a Metaspace BPE, log-probabilities from their counts on `texts`."
     bpe = _meta_bpe(texts, vocab_size, min_frequency, special + ['<unk>'])
@@ -168,6 +169,7 @@ def _is_ws(cp: np.ndarray) -> np.ndarray:
     "Vectorized `str.isspace` over an array of code points."
     return (cp <= 0x3000) & _WS[np.minimum(cp, 0x3000)]
 
+# %% ../nbs/02_entities.ipynb #8b5de285
 def _assign(text, offs, es, ee, ss, se):
     """Entity and sentence of every token of `text` (all samples concatenated, global char offsets).
     Returns (entity, sentence, straddle): global entity / sentence indices (-1 when none) and a bool mask of tokens
@@ -238,6 +240,7 @@ def _encode_cut(tokenizer, texts, cuts):
         out_ids[i].append(x[keep]); out_offs[i].append(o[keep] + a)
     return [np.concatenate(x) for x in out_ids], [np.concatenate(o) for o in out_offs]
 
+# %% ../nbs/02_entities.ipynb #2f171893
 def _assign_batch(samples, spans, offs):
     "`_assign` over a batch: concatenate texts, entities, sentences and offsets with each sample's char base."
     lens = np.array([len(s.text) for s in samples], np.int64)
@@ -254,6 +257,7 @@ def _assign_batch(samples, spans, offs):
     sen = np.where(sen >= 0, sen - sen_base, -1).astype(np.int32)
     return np.split(ent, cut), np.split(sen, cut), np.split(strad, cut)
 
+# %% ../nbs/02_entities.ipynb #ba2fa9f8
 def tokenize_samples(samples: list,        # `TextSample`s (text + entity and sentence char spans)
                      tokenizer,            # the model's own *fast* HF tokenizer (offsets are needed)
                      on_straddle='split',  # a token across an entity boundary: 'split' (re-tokenize cut there) or 'error'
@@ -310,6 +314,7 @@ def tokenize_samples(samples: list,        # `TextSample`s (text + entity and se
         out.append(TokenizedSample(ids[i], ent[i], sen[i], offs[i]))
     return out
 
+# %% ../nbs/02_entities.ipynb #7535fa8e
 def tokenize_sample(sample: TextSample, tokenizer, on_straddle='split') -> TokenizedSample:
     "Tokenize one `TextSample` with the model's own fast `tokenizer`; entity and sentence of every token (see `tokenize_samples`)."
     return tokenize_samples([sample], tokenizer, on_straddle)[0]

@@ -196,6 +196,7 @@ def evaluate_recsysllm(model, tok, tables: Tables, split: Split, users,
                                          for ts, x in zip(samples, o)]
     return rows, outputs
 
+# %% ../nbs/13_experiments.ipynb #0ff71841
 def evaluate_baselines(tables: Tables, split: Split, users, models=None, seed: int = 0, all_users: bool = True,
                        progress: bool = True) -> tuple:
     "Fit the baselines on the training part once; evaluate them on the test rows of `users` (and of all users): (long rows, fitted)."
@@ -282,7 +283,7 @@ PROTOCOL = [
     'Explanation / review: greedy generation at the [gMASK]; BLEU-4 = sacrebleu corpus BLEU (13a), ROUGE = rouge-score F, x100.',
     'Baselines (Random, Popularity, MF, BPR-MF, SASRec) are fitted on the training part once and evaluated on the same users and candidates.']
 
-
+# %% ../nbs/13_experiments.ipynb #50582cd6
 def write_report(out_dir, rows, cfg: ExperimentConfig, users, outputs=None, extra: dict | None = None,
                  title: str = 'RecSysLLM experiment') -> dict:
     "Write report.md, results.json, results.csv, predictions.json, config.json and a PNG per family into `out_dir`; the paths."
@@ -319,6 +320,7 @@ def format_tables(rows, users: str = 'subset') -> str:
             out += [f'-- {fam} ({"test users evaluated" if users == "subset" else "all test users"})', t.round(4).to_string(index=False), '']
     return '\n'.join(out)
 
+# %% ../nbs/13_experiments.ipynb #a2f0eedb
 def run_experiments(tables: Tables, split: Split,
                     model=None, tokenizer=None,    # a trained model and its tokenizer (None: baselines only)
                     out_dir='runs/experiment',     # the report folder

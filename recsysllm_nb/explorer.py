@@ -29,6 +29,7 @@ def _feature_key(text: str, start: int, end: int, templates: dict) -> str:
             best, key = len(pre) + len(suf), field
     return key
 
+# %% ../nbs/14_explorer.ipynb #a555812b
 def parse_marked(marked: str,                  # text with entities bracketed, as `mark_entities` writes it
                  feature: tuple = ('⟨', '⟩'),  # brackets around a feature value
                  item: tuple = ('⟦', '⟧'),     # brackets around an item name
@@ -93,6 +94,7 @@ def explorer_tokenizer(kind: str = 'bpe',      # one of `TOKENIZER_KINDS`
 LEVEL_CHOICES = LEVELS + ('mixture',)   # the masking levels the explorer offers ('mixture' draws one per sample)
 MODES = ('recsysllm', 'glm')            # RecSysLLM (entity-aware units, entity intra ids) or GLM-compatible (tokens, block ids)
 
+# %% ../nbs/14_explorer.ipynb #b7547d0f
 class Explorer:
     "State of the mask / position explorer: set attributes, call `update()`, read `.masked`, `.table`, `.strip_html`."
     def __init__(self,

@@ -141,6 +141,7 @@ class GLMMLP(nn.Module):
     def forward(self, x):
         return self.dropout(self.dense_4h_to_h(F.gelu(self.dense_h_to_4h(x), approximate=self.approximate)))
 
+# %% ../nbs/06_glm.ipynb #fd376158
 class GLMBlock(GradientCheckpointingLayer):
     "Pre-LayerNorm transformer block (gradient checkpointing ready): x + attention(LN(x)), then + mlp(LN(.))."
     def __init__(self, config: GLMConfig, layer_idx: int):
@@ -208,6 +209,7 @@ def prefix_attention(attention_mask,  # int/bool [b, past + q] (HF padding mask)
     pl = torch.zeros(b, dtype=torch.long, device=device) if prefix_len is None else torch.as_tensor(prefix_len, device=device)
     return prefix_lm_mask(pl, am)[:, :, past:]
 
+# %% ../nbs/06_glm.ipynb #8622cc99
 class Prefix2DGenerationMixin(GenerationMixin):
     "`generate` with position rows: beams copy them; new tokens keep the mask's inter-position, the other rows count on."
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):

@@ -27,6 +27,7 @@ def _unwrap(sd: dict) -> dict:
         sd = inner
     return sd
 
+# %% ../nbs/06a_glm_checkpoint.ipynb #21a6976d
 def read_state_dict(src,                     # a state dict, a .safetensors / .bin / .pt / .pth file, or a folder
                     weights_only: bool = True  # torch.load's safe mode; Megatron saves pickle their args (trusted files only)
                    ) -> dict:

@@ -90,6 +90,7 @@ def headline(out='runs/headline', arms=HEADLINE_ARMS, n_users: int | None = 200,
     print(format_tables(rows))
     return dict(rows=rows, tables=paper_tables(rows), users=users, paths=paths)
 
+# %% ../nbs/15a_headline.ipynb #3d23745f
 @call_parse
 def recsysllm_headline(out: str = 'runs/headline',  # report folder (one sub-folder per arm, reused when done)
                        n_users: int = 200,          # test users, drawn with the seed (0: all 943)

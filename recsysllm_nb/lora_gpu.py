@@ -65,6 +65,7 @@ class ModelShape:
         other = b + norms + emb + self.extra
         return dict(linear=w, other=other, total=w + other)
 
+# %% ../nbs/08a_lora_gpu.ipynb #81b64b3c
 def shape_of(config, name: str | None = None) -> ModelShape:
     "The `ModelShape` of a GLM config, an adapter config (its base + intra table), or a Llama / Qwen2 / GPT-2 config."
     mt = config.model_type

@@ -212,6 +212,7 @@ def apply_spans_batch(toks: list,          # list[TokenizedSample]
         a0 = a1
     return out
 
+# %% ../nbs/03_masking.ipynb #54d458e1
 def apply_spans(tok: TokenizedSample, spans, level: str, special_ids, order=None, entity_aware: bool = True) -> MaskedSample:
     "The `MaskedSample` of one sample for given sorted token `spans` (see `apply_spans_batch`)."
     return apply_spans_batch([tok], [spans], [level], special_ids, None if order is None else [order], entity_aware)[0]

@@ -163,6 +163,7 @@ def _history_mask(columns, history, n):
     ck = np.repeat(np.arange(n), c) * K + codes[:n * c]
     return np.isin(ck, rows * K + codes[n * c:]).reshape(n, c)
 
+# %% ../nbs/11_metrics.ipynb #0d01718f
 def rank_excluding_history(target,        # per row, the relevant item id
                            history,       # per row, the item ids the user consumed before the target (excluded)
                            scores=None,   # float [n, c]: scores of the items in `columns` (higher is better) ...
@@ -214,6 +215,7 @@ def bleu(hyps,                  # generated texts, one per example
     b = sb.corpus_bleu(hyps, streams, tokenize=tokenize)
     return {f'BLEU-4 (sacrebleu {tokenize}, x100)': float(b.score), 'n': len(hyps), 'version': f'sacrebleu {sb.__version__}'}
 
+# %% ../nbs/11_metrics.ipynb #29fff0e0
 def rouge(hyps,                 # generated texts, one per example
           refs,                 # per example a reference string, or a list of reference strings (best one counts)
           stemmer: bool = False,  # Porter stemming in rouge-score's tokenizer

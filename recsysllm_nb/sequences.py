@@ -42,6 +42,7 @@ def _fx_items(rng, n_items):
     out['S0009']['categories'] = [['Beauty', 'Bath & Body', 'Travel Kits'], ['Clothing, Shoes & Jewelry', 'Luggage']]
     return out
 
+# %% ../nbs/00b_sequences.ipynb #48720937
 def make_seq_fixture(folder,            # where to write sequences.jsonl and items.json (replaced atomically)
                      n_users: int = 16,  # users; together they have every item, each has 6-11
                      n_items: int = 110, # items (>= 99 left untouched per user, so the default 99 negatives can be drawn)
@@ -91,6 +92,7 @@ def _cats(c) -> tuple[str, str]:
     paths = [[str(x) for x in p] for p in paths if p]
     return (paths[0][-1] if paths else ''), ' | '.join(' > '.join(p) for p in paths)
 
+# %% ../nbs/00b_sequences.ipynb #e290cdd6
 def _read_items(f: Path, title_field: str, max_words, want=None) -> pd.DataFrame:
     "Items table from the items JSON map, in file order (only the ids in `want`, if given): item_id, title, category, categories, extras."
     if not f.exists(): raise DataError(f, None, None, 'an existing file (JSON map of item id to fields)')
@@ -158,6 +160,7 @@ def _where(offsets, lines, pos):
     k = int(np.searchsorted(offsets, pos, side='right') - 1)
     return int(lines[k]), int(pos - offsets[k])
 
+# %% ../nbs/00b_sequences.ipynb #fe0f7f93
 def _timeline(f, gaps, lines, offsets, sizes, gaps_field) -> np.ndarray:
     "int64 seconds from each user's first item: cumulative sum of the gaps (the first gap of each user ignored); gaps checked."
     try: g = np.asarray(gaps) if gaps else np.zeros(0, np.int64)

@@ -29,6 +29,7 @@ def _read_table(src, role):
     except (pd.errors.ParserError, UnicodeDecodeError) as e: raise DataError(f, None, None, f'a readable {sep!r}-separated file ({e})') from None
     return df, _Src(str(f), 2, 'line', sep)
 
+# %% ../nbs/00a_sources.ipynb #062b63a3
 def load_tables(items,                # items table: path or DataFrame with item_id, title (+ attribute columns)
                 interactions,         # interactions: path or DataFrame with user_id, item_id, timestamp (+ rating, review, summary, explanation, feature)
                 users=None,           # users table: path or DataFrame with user_id (+ feature columns); None: ids from the interactions
@@ -66,6 +67,7 @@ _VARIANTS = ['Rose', 'Mint', 'Coconut', 'Lavender', 'Citrus', 'Unscented', 'Vani
 _FEATURES = {'scent': ['lovely', 'too strong', 'subtle'], 'texture': ['silky', 'greasy', 'light'],
              'price': ['fair', 'a bit high', 'a bargain'], 'packaging': ['sturdy', 'leaky', 'cute']}
 
+# %% ../nbs/00a_sources.ipynb #e4f4a0a1
 def make_p5_fixture(folder,           # where to write the six files (replaced atomically)
                     n_users: int = 8,  # users (each with 5-10 time-ordered reviews)
                     n_items: int = 110, # items (must leave >= 99 untouched per user for the negatives)
@@ -149,6 +151,7 @@ def _p5_sequences(fseq, id2user, id2item):
                 users.append(u); items.append(id2item[it])
     return pd.DataFrame({'user_id': pd.Series(users, dtype=str), 'item_id': pd.Series(items, dtype=str)})
 
+# %% ../nbs/00a_sources.ipynb #21d7a3ad
 def _p5_meta(fmeta, asins, missing_title):
     "Items table for `asins` (in that order) from meta.json.gz: item_id = asin, title, brand, price, categories."
     want, found = set(asins), {}
@@ -176,6 +179,7 @@ def _p5_meta(fmeta, asins, missing_title):
     return pd.DataFrame({'item_id': pd.Series(asins, dtype=str), **{k: pd.Series([r[j] for r in rows], dtype=str)
                          for j, k in enumerate(('title', 'brand', 'price', 'categories'))}})
 
+# %% ../nbs/00a_sources.ipynb #d32ce302
 def _p5_reviews(fpkl):
     "All review dicts of a P5 split pickle as one frame (+ their record labels such as 'val[3]')."
     with open(fpkl, 'rb') as f:
@@ -231,6 +235,7 @@ def load_p5(folder,                  # folder with P5's files (sequential_data.t
         if c in x: out[c] = _strings(x[c])
     return Tables(users, items, _sort_interactions(out), name if name is not None else d.name)
 
+# %% ../nbs/00a_sources.ipynb #308a47be
 def _num(k):
     "Sort key for P5's numeric string ids."
     return (0, int(k), '') if str(k).isdigit() else (1, 0, str(k))

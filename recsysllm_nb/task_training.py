@@ -92,6 +92,7 @@ def training_data(tables: Tables, split: Split, tokenizer,
     return dict(sources=sources | {'tasks': MaskedDataset(masked)},
                 tasks=tasks, families=fams, max_length=max_length)
 
+# %% ../nbs/12a_task_training.ipynb #0c20c391
 def trained_run(folder, **expected) -> dict:
     "The model an earlier run trained in `folder` (final/, or merged/ after LoRA), as `pretrain_with_tasks` returns it; `expected` fields of its train_config.json are checked."
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,6 +107,7 @@ def trained_run(folder, **expected) -> dict:
                 tokenizer=AutoTokenizer.from_pretrained(str(final)), seconds=None, n_tasks=None,
                 first_loss=losses[0], last_loss=losses[-1], history=[])
 
+# %% ../nbs/12a_task_training.ipynb #f097f78d
 def pretrain_with_tasks(tables: Tables, split: Split,
                         out_dir='runs/experiment',  # losses.json, loss.png, final/ (model + tokenizer), tokenizer/
                         tokenizer=None,             # default: the demo tokenizer, cached in out_dir/tokenizer

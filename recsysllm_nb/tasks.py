@@ -76,6 +76,7 @@ def templates(family: str | None = None,  # one of `FAMILIES` (None: all)
     if family is not None and family not in FAMILIES: raise ValueError(f'unknown family {family!r}; expected one of {FAMILIES}')
     return [t for t in TEMPLATES.values() if (family is None or t.family == family) and (seen is None or t.seen == seen)]
 
+# %% ../nbs/10_tasks.ipynb #91df58aa
 _T = dict(
     rating=['Earlier, the user chose {history}. How many stars from 1 to 5 will the user give {item}? {answer}',
             "Items the user has had before: {history}. The user's score for {item}, on a scale of 1 to 5, is {answer}.",
@@ -190,7 +191,6 @@ def _draw_negatives(rng, pool: np.ndarray, avoid: tuple, k: int) -> list:
             if len(out) == k: break
     return out
 
-
 def _eligible(t: Template, row: dict) -> bool:
     "Whether the target row can fill every slot of `t` (a feature word for `{feature}`, a rating for `{rating}`)."
     return ('feature' not in t.slots or bool(row['feature'])) and ('rating' not in t.slots or not np.isnan(row['rating']))
@@ -205,6 +205,7 @@ class _Draw:
     avoid: tuple                # (items a negative avoids, the user's items: the fallback for a tiny catalogue)
     cands: list                 # evaluation candidates: the positive and the saved negatives, in the user's order
 
+# %% ../nbs/10_tasks.ipynb #67593dd1
 def _fill(f: str, t: Template, row: dict, v: dict, d: _Draw) -> tuple:
     "The answer (text, kind, key) and the candidates of a family-`f` sample; sets `v['item']` to a negative for a 'no'."
     it = row['item_id']
@@ -219,7 +220,6 @@ def _fill(f: str, t: Template, row: dict, v: dict, d: _Draw) -> tuple:
         v['item'] = d.ent(d.cands[0])   # evaluation: asks about the first candidate, whichever is the positive
         return ('yes' if d.cands[0] == it else 'no', 'text', ''), d.cands
     return d.ent(it), ([it] if d.train else d.cands)   # choose: the prompt lists no candidate; evaluation scores all 100
-
 
 # %% ../nbs/10_tasks.ipynb #34404b85
 def _timeline(split: Split) -> dict:

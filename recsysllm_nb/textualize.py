@@ -355,6 +355,7 @@ def textualize_user(tables: Tables,      # the dataset (users and items tables a
     h = history.train if isinstance(history, Split) else history
     return _textualize(tables, h, [user_id], _config(cfg, kw), names)[0]
 
+# %% ../nbs/01_textualize.ipynb #c2779213
 def textualize_corpus(tables: Tables,    # the dataset
                       split: Split,      # its split: only `split.train` is textualized
                       cfg: TextConfig | None = None,  # options; keyword arguments override its fields

@@ -118,6 +118,7 @@ def nf4_config(compute_dtype=None) -> BitsAndBytesConfig:
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=compute_dtype)
 
+# %% ../nbs/08_train.ipynb #e34d34d4
 def _device_map():
     "Where a quantized model goes: this process's GPU (one per process under torchrun / accelerate), else the CPU."
     return {'': int(os.environ.get('LOCAL_RANK', 0))} if torch.cuda.is_available() else 'cpu'
@@ -140,6 +141,7 @@ def new_token_rows(model_path, tokenizer) -> list:
     v = AutoConfig.from_pretrained(str(pretrained_lm(model_path))).get_text_config().vocab_size
     return list(range(v, len(tokenizer)))
 
+# %% ../nbs/08_train.ipynb #9517297d
 def build_model(kind: str = 'glm',          # model family: one of MODEL_KINDS (ignored with model_path)
                 size: str = 'tiny',         # size preset (ignored with model_path)
                 vocab_size: int = 6000,     # len(tokenizer): a checkpoint with fewer rows is resized
@@ -259,6 +261,7 @@ class TrainConfig:
         if self.steps < 1: raise ValueError(f'TrainConfig.steps must be >= 1, got {self.steps}')
         self.level_probs, self.mix = tuple(self.level_probs), tuple(self.mix)
 
+# %% ../nbs/08_train.ipynb #4e536842
 def cpu_processes(environ=os.environ) -> bool:
     "True when a launcher started several processes (WORLD_SIZE > 1) without CUDA: data-parallel on CPU, over gloo."
     return int(environ.get('WORLD_SIZE', '1')) > 1 and not torch.cuda.is_available()
@@ -333,6 +336,7 @@ def merged_lora(model, tokenizer, folder=None):
     if folder is not None: _atomic_dir(folder, lambda tmp: (m.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     return m
 
+# %% ../nbs/08_train.ipynb #06f42847
 def train(cfg: TrainConfig,        # the run
           dataset=None,            # training items (dicts with 'idx'); default: the MovieLens sources mixed by cfg.mix
           tokenizer=None,          # default: `load_tokenizer(cfg)`

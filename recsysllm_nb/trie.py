@@ -50,6 +50,7 @@ def _node(path_conv, path, children, *value):
     "pygtrie.traverse callback: (last step of the path, lazy children, value or None) without descending further."
     return (path[-1] if path else None), children, (value[0] if value else None)
 
+# %% ../nbs/09_trie.ipynb #4f455dbe
 class EntityTrie:
     "The entity pool as a trie over token-id sequences (pygtrie): each sequence maps to the keys (item ids) it names."
     def __init__(self, token_ids,             # one int sequence per key: the entity's tokens (see `entity_token_ids`)
@@ -261,6 +262,7 @@ def model_layout(model) -> str:
     "The base position layout a model was built with (`config.layout`; GLM and older adapters: 'glm')."
     return getattr(getattr(model, 'config', None), 'layout', 'glm')
 
+# %% ../nbs/09_trie.ipynb #6b2e7aae
 def next_item_prompt(tables: Tables, split: Split,  # the dataset and its split (the TRAIN part is textualized)
                      user_id: str, tokenizer,
                      names: dict | None = None,      # `item_names(tables.items)`, if already computed
@@ -335,6 +337,7 @@ def prefill(model, inputs: dict, rows: int = 1):
     if rows > 1: cache.batch_repeat_interleave(rows)
     return cache
 
+# %% ../nbs/09_trie.ipynb #6a94041c
 def generate_entities(model,                   # GLMForCausalLM or RecAdapterForCausalLM (eval mode)
                       prompts,                 # a `Prompt` or a list of them (decoded together, left-padded)
                       trie: EntityTrie,        # the entity pool (items)
