@@ -63,11 +63,13 @@ def run_ablations(tables: Tables, split: Split,
     data = training_data(tables, split, tok, users=train_users, seed=seed)
     users = eval_users(split, n_users, seed)
     rows, runs, finals = [], {}, {}
-    ev = lambda m, name, block_ids: evaluate_recsysllm(m, tok, tables, split, users, families, beams, seed, direct_modes=direct_modes,
+    ev = lambda m, name, block_ids: evaluate_recsysllm(m, tok, tables, split, users, families, beams, seed,
+                                                       direct_modes=direct_modes,
                                                  block_ids=block_ids, progress=progress, name=name)[0]
     for v in variants:
         mc, block_ids = ABLATIONS[v]
-        r = pretrain_with_tasks(tables, split, out / v, tok, steps, size, batch_size, lr, mask_config=mc, block_ids=block_ids, data=data,
+        r = pretrain_with_tasks(tables, split, out / v, tok, steps, size, batch_size, lr, mask_config=mc,
+                                block_ids=block_ids, data=data,
                                 seed=seed, progress=progress, logging_steps=max(1, steps // 30))
         rows += ev(r['model'], f'RecSysLLM [{v}]', block_ids)
         runs[v] = dict(seconds=round(r['seconds'], 1), first_loss=r['first_loss'], last_loss=r['last_loss'])

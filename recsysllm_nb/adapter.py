@@ -128,8 +128,9 @@ class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
         return self.lm.resize_token_embeddings(new_num_tokens, pad_to_multiple_of=pad_to_multiple_of, mean_resizing=mean_resizing)
 
     def _positions(self, position_ids, b, q, past, device):
-        """(base, inter, intra) ids [b, q] from `position_ids` (`glm.position_rows`): [b, 3, q] (inter, intra, base), or for
-        the 'glm' layout [b, 2, q] (base = inter), [b, q] (inter only) or None. Ids past a table's end share its last row."""
+        """(base, inter, intra) ids [b, q] from `position_ids` (`glm.position_rows`): [b, 3, q] (inter, intra,
+        base), or for the 'glm' layout [b, 2, q] (base = inter), [b, q] (inter only) or None. Ids past a table's end
+        share its last row."""
         rows = 2 if self.config.layout == 'glm' else 3
         if rows == 3 and (position_ids is None or position_ids.ndim != 3):
             raise ValueError(f"layout {self.config.layout!r} needs base position ids: position_ids [batch, 3, {q}]")
@@ -140,7 +141,7 @@ class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
         return pos[:, 2] if rows == 3 else inter, inter, intra
 
     def _mask(self, attention_mask, prefix_len, b, q, past, dtype, device):
-        "The prefix-LM rows of the q new tokens (`glm.prefix_attention`), in the form the base model's attention applies."
+        "The prefix-LM rows of the q new tokens (`glm.prefix_attention`), as the base model's attention applies them."
         mask = prefix_attention(attention_mask, prefix_len if self.config.prefix_lm else None, b, q, past, device)
         return attention_bias(mask.to(device), self.lm.config._attn_implementation, dtype)
 

@@ -70,7 +70,8 @@ def bench_config(preset: str = 'cpu', **overrides) -> BenchConfig:
 def bench_model(cfg: BenchConfig, tables: Tables, split: Split, out: Path) -> tuple:
     "(model to train or None for a fresh GLM, tokenizer) for `cfg`."
     from transformers import AutoTokenizer
-    if cfg.checkpoint is None: return None, corpus_tokenizer(tables, split, out / 'tokenizer', cfg.vocab_size, seed=cfg.seed)
+    if cfg.checkpoint is None:
+        return None, corpus_tokenizer(tables, split, out / 'tokenizer', cfg.vocab_size, seed=cfg.seed)
     tok = AutoTokenizer.from_pretrained(cfg.checkpoint); add_special_tokens(tok)
     import torch
     m = build_model(model_path=cfg.checkpoint, vocab_size=len(tok), max_length=cfg.max_length, seed=cfg.seed,

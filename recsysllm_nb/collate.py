@@ -136,7 +136,7 @@ class RecCollator:
                  seed: int = 0,                 # run seed; with the sample index and the epoch it fixes every draw
                  pad_to_multiple_of: int = 8,   # pad the batch length up to a multiple of this
                  epoch: int = 0,                # epoch (see `set_epoch` / `train.EpochCallback`)
-                 block_ids: bool | None = None, # GLM block ids instead of entity intra ids (default: the config's GLM mode)
+                 block_ids: bool | None = None, # GLM block ids, not entity intra ids (default: the config's GLM mode)
                  layout: str = 'glm',           # base position layout (`positions.LAYOUTS`): the model's `config.layout`
                  return_tensors: str = 'pt'):   # 'pt' (torch tensors) or 'np'
         self.ids = tokenizer if isinstance(tokenizer, SpecialIds) else special_ids(tokenizer)

@@ -125,7 +125,8 @@ def score_direct(model, tok, samples, trie: EntityTrie, names: dict, seed: int =
             p = _prompts([ts], tok, sids, block_ids=block_ids, limit=_limit(model))[0]
             sc = {h.keys[0]: h.score for h in rank_candidates(model, p, trie, ts.candidates, sids)}
             rows.append([sc[c] for c in ts.candidates])
-        else: rows.append(_yes_no(model, [for_candidate(ts, c, names) for c in ts.candidates], tok, sids, block_ids).tolist())
+        else: rows.append(_yes_no(model, [for_candidate(ts, c, names) for c in ts.candidates], tok, sids,
+                                  block_ids).tolist())
     target = [ts.item_id for ts in samples]
     hist = [seen.get(ts.user_id, ()) if seen is not None else ts.history for ts in samples]
     ranks = rank_excluding_history(target, hist, np.array(rows), [ts.candidates for ts in samples], ties='random', seed=seed)
@@ -181,8 +182,9 @@ def evaluate_recsysllm(model, tok, tables: Tables, split: Split, users,
     for (fam, ps, mode), samples in sets.items():
         if fam == 'direct' and mode not in direct_modes: continue
         t0 = time.perf_counter()
-        if fam == 'rating': m, o = score_rating(model, tok, samples, split.train['rating'], block_ids=block_ids, progress=progress)
-        elif fam == 'sequential': m, o = score_sequential(model, tok, samples, trie, seen, beams, block_ids=block_ids, progress=progress)
+        kw = dict(block_ids=block_ids, progress=progress)
+        if fam == 'rating': m, o = score_rating(model, tok, samples, split.train['rating'], **kw)
+        elif fam == 'sequential': m, o = score_sequential(model, tok, samples, trie, seen, beams, **kw)
         elif fam == 'direct': m, o = score_direct(model, tok, samples, trie, names, seed, block_ids, progress, seen)
         else: m, o = score_text(model, tok, samples, max_text_tokens, block_ids=block_ids, progress=progress)
         method = dict(generate='greedy generation', beam=f'beam search, {beams} beams', candidates='title log-likelihood',

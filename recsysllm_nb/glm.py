@@ -185,7 +185,7 @@ class GLMPreTrainedModel(PreTrainedModel):
 # %% ../nbs/06_glm.ipynb #13c39c01
 _ROWS = {2: 'inter, intra', 3: 'inter, intra, base'}
 
-def position_rows(position_ids,  # int [b, rows, q]; [b, q] (inter only: the other rows 0); None (inter past, past + 1, ...)
+def position_rows(position_ids,  # int [b, rows, q]; [b, q] (inter only, other rows 0); None (inter past, past + 1, ...)
                   b: int, q: int, past: int, device, rows: int = 2) -> torch.Tensor:  # int [b, rows, q]
     "The position rows of the q new tokens from what `forward` was given; a clear error for any other shape."
     if position_ids is None: position_ids = torch.arange(past, past + q, device=device).expand(b, q)
@@ -204,17 +204,20 @@ def prefix_attention(attention_mask,  # int/bool [b, past + q] (HF padding mask)
     n = past + q
     am = torch.ones(b, n, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.to(device)
     if tuple(am.shape) != (b, n):
-        raise ValueError(f'attention_mask must cover the cached and the new tokens: [batch, {n}] ({past} cached + {q} new), '
+        raise ValueError(f'attention_mask must cover the cached and the new tokens: [batch, {n}] '
+                         f'({past} cached + {q} new), '
                          f'got {tuple(am.shape)}')
-    pl = torch.zeros(b, dtype=torch.long, device=device) if prefix_len is None else torch.as_tensor(prefix_len, device=device)
+    pl = torch.zeros(b, dtype=torch.long, device=device) if prefix_len is None else torch.as_tensor(prefix_len,
+                                                                                                     device=device)
     return prefix_lm_mask(pl, am)[:, :, past:]
 
 # %% ../nbs/06_glm.ipynb #8622cc99
 class Prefix2DGenerationMixin(GenerationMixin):
-    "`generate` with position rows: beams copy them; new tokens keep the mask's inter-position, the other rows count on."
+    "`generate` with position rows: beams copy them; new tokens keep the mask's inter-position, other rows count on."
     def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
         pos = model_kwargs.pop('position_ids', None)
-        model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder, num_new_tokens)
+        model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder,
+                                                                    num_new_tokens)
         if pos is not None:
             nxt = pos[..., -1:] + torch.arange(1, num_new_tokens + 1, device=pos.device, dtype=pos.dtype)
             if pos.ndim == 3: nxt[:, 0] = pos[:, 0, -1:]     # inter: the mask's position, for every token of the span

@@ -47,15 +47,17 @@ HEADLINE_ARMS = (
 
 # %% ../nbs/15a_headline.ipynb #e085e3ec
 def train_arm(arm: Arm, tables, split, o: Path, seed: int = 0, progress: bool = True) -> tuple:
-    "(model, tokenizer, what to record) of an arm: trained into `o/model` (or read back from there), or as built (steps=0)."
+    "(model, tokenizer, what to record) of an arm: trained into `o/model` (or read back), or as built (steps=0)."
     mdl = step_model(o, arm.model, arm.init, arm.lora_rank, seed)
     if not arm.steps:
-        if mdl['model'] is None: raise ValueError(f'{arm.name}: a fresh GLM has nothing to evaluate without training (steps=0)')
+        if mdl['model'] is None:
+            raise ValueError(f'{arm.name}: a fresh GLM has nothing to evaluate without training (steps=0)')
         return mdl['model'], mdl['tokenizer'], dict(training_steps=0)
     same = dict(steps=arm.steps, batch_size=arm.batch_size, lr=arm.lr, seed=seed, lora_rank=mdl['lora_rank'])
-    if (o / 'model' / 'train_config.json').exists():   # trained before (e.g. the evaluation was interrupted)
+    if any((o / 'model' / d / 'config.json').exists() for d in ('final', 'merged')):   # trained before
         run = trained_run(o / 'model', **same); print(f"\n== {arm.name}: trained before, read from {run['final_dir']}")
-    else: run = step_pretrain(tables, split, mdl, o, arm.steps, arm.batch_size, arm.lr, arm.size, arm.bf16, seed, progress)
+    else: run = step_pretrain(tables, split, mdl, o, arm.steps, arm.batch_size, arm.lr, arm.size, arm.bf16, seed,
+                              progress)
     rec = dict(training_steps=arm.steps, first_loss=round(run['first_loss'], 3), last_loss=round(run['last_loss'], 3),
                training_seconds=round(run['seconds'], 1) if run['seconds'] else 'an earlier run')
     return run['model'], run['tokenizer'], rec
@@ -99,12 +101,13 @@ def recsysllm_headline(out: str = 'runs/headline',  # report folder (one sub-fol
                        steps: int = None,           # training steps of every trained arm (default: each arm's)
                        arms: str = None,            # comma-separated arm folder names (default: all four)
                        no_baselines: store_true = False,  # arms only (e.g. one process per arm, then one call for all)
-                       sweep_lrs: str = None,       # e.g. '3e-4,1e-3,3e-3': the LoRA arm's validation-loss sweep, not the table
+                       sweep_lrs: str = None,       # e.g. '3e-4,1e-3,3e-3': the LoRA arm's validation-loss sweep
                        no_progress: store_true = False):  # no progress bars
     "The headline table on MovieLens-100K: SmolLM2 zero-shot / + LoRA / random weights, the small GLM, the baselines."
     if sweep_lrs:
         try: lrs = tuple(float(x) for x in sweep_lrs.split(','))
-        except ValueError: raise ValueError(f"--sweep_lrs: expected learning rates such as '3e-4,1e-3', got {sweep_lrs!r}") from None
+        except ValueError: raise ValueError(f"--sweep_lrs: expected learning rates such as '3e-4,1e-3', "
+                                            f"got {sweep_lrs!r}") from None
         lora = HEADLINE_ARMS[1] if steps is None else replace(HEADLINE_ARMS[1], steps=steps)
         tab = sweep(out, lora, lrs, (lora.steps,), n_users or None, seed, not no_progress)
         print(tab.to_string(index=False)); return
@@ -122,7 +125,7 @@ def sweep(out='runs/headline', base: Arm = HEADLINE_ARMS[1],
           lrs=(3e-4, 1e-3, 3e-3),        # learning rates tried
           steps=(100,),                  # training steps tried
           n_users: int | None = 100, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    "Validation loss of `base` at every (lr, steps); one row per configuration tried, the best marked; saved in out/sweep.json."
+    "Validation loss of `base` at every (lr, steps): a row per configuration tried, the best marked (out/sweep.json)."
     tables = load_ml100k(); split = leave_one_out(tables, n_neg=99, seed=seed)
     users, rows = eval_users(split, n_users, seed), []
     for s in steps:

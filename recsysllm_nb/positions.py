@@ -88,7 +88,7 @@ def position_ids_2d(a_entity: np.ndarray,  # int [la]: Part A entity index per t
                     mask_pos: np.ndarray,  # int [m]: mask token position per span, Part B order
                     b_span: np.ndarray,    # int [lb]: span index per Part B token
                     b_entity: np.ndarray,  # int [lb]: entity index per Part B input token (-1 for [sop] and plain)
-                    block_ids: bool = False, # GLM block ids (1..len+1 per span, 0 in Part A) instead of entity intra ids
+                    block_ids: bool = False, # GLM block ids (1..len+1 per span, 0 in Part A), not entity intra ids
                     layout: str = 'glm',   # where the base model's own positions put Part B (`LAYOUTS`); 'glm': no third row
                    ) -> np.ndarray:        # int64 [2, la + lb] (inter, intra), or [3, la + lb] (inter, intra, base)
     "The position rows of one sample (Part A then Part B): inter, intra (entity ids or GLM's block ids), and base if the layout needs one."

@@ -102,6 +102,8 @@ def trained_run(folder, **expected) -> dict:
     diff = {k: (tc.get(k), v) for k, v in expected.items() if tc.get(k) != v}
     if diff: raise ValueError(f'{f} was trained with another configuration (saved, asked): {diff}')
     final = f / ('merged' if (f / 'merged').exists() else 'final')
+    if not (final / 'config.json').exists():
+        raise FileNotFoundError(f'{f}: training stopped before the model was saved ({final})')
     losses = [h['loss'] for h in json.loads((f / 'losses.json').read_text())]   # as logged (every `logging_steps`)
     return dict(model=AutoModelForCausalLM.from_pretrained(str(final)).eval(), final_dir=final,
                 tokenizer=AutoTokenizer.from_pretrained(str(final)), seconds=None, n_tasks=None,
@@ -116,7 +118,7 @@ def pretrain_with_tasks(tables: Tables, split: Split,
                         batch_size: int = 16, lr: float = 2e-3, max_length: int = 256,
                         mix=(1.0, 1.0, 2.0),        # weights of sampled histories, whole histories, task prompts
                         mask_config: MaskConfig | None = None,  # masking of the text (default RecSysLLM's)
-                        block_ids: bool | None = None, # GLM block ids instead of entity intra ids (default: the mask config's)
+                        block_ids: bool | None = None, # GLM block ids, not entity intra ids (default: the mask's)
                         model=None,                 # a model to train (e.g. a LoRA-wrapped base); default: a fresh GLM
                         lora_rank: int = 0,         # recorded in the config (wrap `model` with `train.apply_lora` yourself)
                         data: dict | None = None,   # `training_data(...)`, if already built (else built here, all users)
@@ -131,7 +133,8 @@ def pretrain_with_tasks(tables: Tables, split: Split,
     if data is None: data = training_data(tables, split, tok, max_length=max_length, seed=seed, **data_kw)
     ds = MixedDataset(data['sources'], dict(zip(('sampled', 'history', 'tasks'), mix)), seed=seed)
     mc = MaskConfig() if mask_config is None else mask_config
-    col = TaskMixCollator(tok, mc, max_length, seed, block_ids=block_ids, layout=model_layout(model) if model is not None else 'glm')
+    col = TaskMixCollator(tok, mc, max_length, seed, block_ids=block_ids,
+                          layout=model_layout(model) if model is not None else 'glm')
     cfg = TrainConfig(model='glm', size=size, steps=steps, lr=lr, batch_size=batch_size, max_length=max_length,
                       lora_rank=lora_rank, warmup=0.05, seed=seed, output_dir=str(out), progress=progress,
                       level_probs=mc.level_probs, mix=tuple(mix), logging_steps=logging_steps, **(train_kw or {}))
@@ -151,7 +154,7 @@ def heldout_loss(model, tok, tables: Tables, split: Split, users,
                  families=('rating', 'sequential', 'direct'),  # task families scored (those the data can feed)
                  max_length: int = 256, batch_size: int = 16, seed: int = 0,
                  bf16: bool = False) -> dict:   # bf16 autocast (as the run trained)
-    "Mean loss per answer token of `model` on validation prompts of `users` (one seen template per user and family, seeded)."
+    "Mean loss per answer token on validation prompts of `users` (one seen template per user and family, seeded)."
     sup = family_support(tables, split)
     tasks = build_tasks(tables, split, [f for f in families if not sup[f]], 'valid', seen=True, users=users, seed=seed)
     by = {}
@@ -163,7 +166,8 @@ def heldout_loss(model, tok, tables: Tables, split: Split, users,
     amp = torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with torch.no_grad(), amp:
         for i in range(0, len(ms), batch_size):
-            b = {k: torch.as_tensor(v, device=dev) for k, v in assemble_batch(ms[i:i + batch_size], pad, layout=layout).items()}
+            b = assemble_batch(ms[i:i + batch_size], pad, layout=layout)
+            b = {k: torch.as_tensor(v, device=dev) for k, v in b.items()}
             k = int((b['labels'] != -100).sum())
             total += float(model(**b).loss) * k; n += k
     return dict(loss=total / max(n, 1), tokens=n, prompts=len(ms))

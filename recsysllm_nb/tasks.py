@@ -219,11 +219,11 @@ def _fill(f: str, t: Template, row: dict, v: dict, d: _Draw) -> tuple:
         if d.train: return ('yes', 'text', ''), [it]
         v['item'] = d.ent(d.cands[0])   # evaluation: asks about the first candidate, whichever is the positive
         return ('yes' if d.cands[0] == it else 'no', 'text', ''), d.cands
-    return d.ent(it), ([it] if d.train else d.cands)   # choose: the prompt lists no candidate; evaluation scores all 100
+    return d.ent(it), ([it] if d.train else d.cands)   # choose: no candidate in the prompt; evaluation scores all 100
 
 # %% ../nbs/10_tasks.ipynb #34404b85
 def _timeline(split: Split) -> dict:
-    "Every interaction as arrays, per user in time (train rows, then valid, then test), and the rows each family can target."
+    "Every interaction as arrays, per user in time (train rows, valid, test), and the rows each family can target."
     x = pd.concat([p.assign(_part=k) for k, p in enumerate((split.train, split.valid, split.test))], ignore_index=True)
     x = x.sort_values(['user_id', '_part'], kind='stable')   # train rows keep their time order, then valid, then test
     col = lambda c: (x[c].astype(object).where(x[c].notna(), '').astype(str).to_numpy() if c in x.columns
@@ -256,7 +256,7 @@ def _user_tasks(r: _TaskRun, a: int, z: int) -> list:
     cands = sorted([items[a + targets[0]], *negs]) if targets and not train else []   # evaluation: positive + negs,
     cands = [cands[j] for j in _rng(r.seed, 'candidates', uid).permutation(len(cands))]  # order blind to the positive
     for f in r.fams:
-        if f == 'direct' and not train and not negs: continue   # a user without saved negatives (fewer than 3 interactions)
+        if f == 'direct' and not train and not negs: continue   # no saved negatives (fewer than 3 interactions)
         d = _Draw(r.ent, _rng(r.seed, r.split_name, f, uid), train, r.pool, (touched | set(negs), touched), cands)
         js = [j for j in targets if tl['ok'][f][a + j]]
         if train and r.n_per_user is not None and len(js) > r.n_per_user:
@@ -304,7 +304,8 @@ def build_tasks(tables: Tables,            # the dataset (items name the items, 
     names = item_names(tables.items) if names is None else names
     negatives = dict(zip(split.negatives['user_id'].astype(str), map(list, split.negatives['items'])))
     r = _TaskRun(_timeline(split), fams, {f: templates(f, True if train else seen) for f in fams}, split_name, seed,
-                 n_per_user, n_history, lambda i: (names[i], 'item', i), feature_sentences(tables.users) if profile else {},
+                 n_per_user, n_history, lambda i: (names[i], 'item', i),
+                 feature_sentences(tables.users) if profile else {},
                  negatives, tables.items['item_id'].astype(str).to_numpy())
     want = None if users is None else set(map(str, users))
     return [x for a, z in r.tl['users'] if want is None or r.tl['u'][a] in want for x in _user_tasks(r, a, z)]

@@ -292,12 +292,14 @@ def load_tokenizer(cfg: TrainConfig):
     add_special_tokens(tok)   # a no-op for the demo tokenizer; a real LLM's tokenizer gains them here
     return tok
 
-def text_corpora(tables, split, max_tokens: int = 200,  # about this many tokens of a whole history (oldest items dropped)
+def text_corpora(tables, split,
+                 max_tokens: int = 200,  # about this many tokens of a whole history (oldest items dropped)
                  seed: int = 0, names: dict | None = None, users=None) -> dict:
-    "The text of pre-training, from `split.train`: 'sampled' (20 items over long / medium / short periods), 'history' (whole)."
+    "The text of pre-training from `split.train`: 'sampled' (20 items over long / medium / short periods), 'history'."
     # a character budget (about 4 characters per token) keeps the features and the newest items; the collator cuts the rest
     return dict(sampled=textualize_corpus(tables, split, seed=seed, names=names, users=users),
-                history=textualize_corpus(tables, split, n_items=None, max_chars=4 * max_tokens, names=names, users=users))
+                history=textualize_corpus(tables, split, n_items=None, max_chars=4 * max_tokens, names=names,
+                                          users=users))
 
 def text_sources(tokenizer,              # the run's tokenizer
                  max_tokens: int = 200,  # about this many tokens of a whole-history text
@@ -305,7 +307,8 @@ def text_sources(tokenizer,              # the run's tokenizer
                  dataset: str = 'ml-100k') -> dict:  # any `recsysllm_data` dataset ('ml-100k', 'seq:<dir>', ...)
     "The two `text_corpora` of a dataset's leave-one-out training split, tokenized."
     tables = load_ml100k() if dataset == 'ml-100k' else load_dataset(dataset); split = leave_one_out(tables, seed=seed)
-    return {k: RecDataset(tokenize_samples(v, tokenizer)) for k, v in text_corpora(tables, split, max_tokens, seed).items()}
+    text = text_corpora(tables, split, max_tokens, seed)
+    return {k: RecDataset(tokenize_samples(v, tokenizer)) for k, v in text.items()}
 
 # %% ../nbs/08_train.ipynb #f3c4e28b
 @dataclass

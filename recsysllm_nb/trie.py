@@ -349,7 +349,7 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
                       constrain: bool = True,  # only entities of the pool (else free generation, filtered afterwards)
                       exclude_seen: bool = False,  # never produce the prompt's `seen` keys
                       valid_only: bool = True, # drop sequences that are no entity of the pool (unconstrained runs)
-                      block_ids: bool = False, # intra ids of GLM's block rule (`positions.glm_block_ids`), not the trie's
+                      block_ids: bool = False, # GLM's block rule for intra ids (`positions.glm_block_ids`)
                       max_new_tokens: int | None = None,        # default: the longest entity + 1
                       temperature: float = 1.0, seed: int = 0,  # sampling
                       tokenizer=None,          # names sequences outside the pool (unconstrained runs)
