@@ -65,17 +65,17 @@ def layout_study(model: str = DEFAULT_LM,   # registered name or local folder of
                  configs=LAYOUT_CONFIGS, bf16: bool = True, progress: bool = True) -> pd.DataFrame:
     "Span-token loss of each (layout, Part A bidirectional?) at step 0 and after `steps` LoRA steps, plus the in-place reference."
     lm, tok, new = load_pretrained(model)
-    ids = special_ids(tok); users = [str(u) for u in range(1, n_train + n_eval + 1)]
+    sids = special_ids(tok); users = [str(u) for u in range(1, n_train + n_eval + 1)]
     ex = ml100k_examples(tok, users, seed); tr, ev = ex[:n_train], ex[n_train:]
     mc = MaskConfig(level_probs=(1.0, 0.0, 0.0))
     ref = RecCollator(tok, mc, max_length, seed)
-    s, n = inplace_nll(lm, ref.mask(ev), ids.eop); rows = []
+    s, n = inplace_nll(lm, ref.mask(ev), sids.eop); rows = []
     for layout, bidir in tqdm(configs, desc='layouts', disable=not progress):
         torch.manual_seed(seed)
         col = RecCollator(tok, mc, max_length, seed, layout=layout)
         evb, trb = _batches(col, ev, 8), _batches(col, tr, batch_size)
         m = RecAdapterForCausalLM.from_base(load_pretrained(model)[0], layout=layout, prefix_lm=bidir).eval()
-        step0 = _mean_nll(m, evb, ids.eop)
+        step0 = _mean_nll(m, evb, sids.eop)
         pm = apply_lora(m, rank=8, dropout=0.0, token_indices=new); pm.train()
         opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=lr)
         t0, losses = time.perf_counter(), []
@@ -85,6 +85,6 @@ def layout_study(model: str = DEFAULT_LM,   # registered name or local folder of
             loss.backward(); opt.step(); opt.zero_grad(); losses.append(loss.item())
         pm.eval()
         rows.append(dict(layout=layout, part_a='bidirectional' if bidir else 'causal', step0=step0,
-                         after=_mean_nll(pm, evb, ids.eop), train_first=losses[0], train_last=float(np.mean(losses[-5:])),
+                         after=_mean_nll(pm, evb, sids.eop), train_first=losses[0], train_last=float(np.mean(losses[-5:])),
                          train_s=time.perf_counter() - t0))
     return pd.DataFrame(rows).assign(in_place=s / n, eval_tokens=n, steps=steps, users_eval=n_eval)

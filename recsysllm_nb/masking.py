@@ -65,13 +65,13 @@ class MaskedSample:
     level: str              # 'entity' | 'sentence' | 'document'
 
 # %% ../nbs/03_masking.ipynb #759426da
-def unit_bounds(tok: TokenizedSample,  # the tokenized sample
+def unit_bounds(sample: TokenizedSample,  # the tokenized sample
                 entity_aware: bool = True  # False: every token is its own unit (GLM)
                ) -> np.ndarray:            # int64 [units + 1]: first token of each unit, then len(tokens)
     "Token offset where each unit starts, with the text length appended: unit j is tokens `u[j]:u[j+1]`."
-    n = len(tok.input_ids)
+    n = len(sample.input_ids)
     if not entity_aware: return np.arange(n + 1, dtype=np.int64)
-    return np.append(np.flatnonzero(unit_starts(tok.entity)), n)
+    return np.append(np.flatnonzero(unit_starts(sample.entity)), n)
 
 def sample_unit_spans(n_units: int,          # units in the text
                       config: MaskConfig,    # ratio, Poisson lambda, max span length
@@ -95,11 +95,11 @@ def sample_unit_spans(n_units: int,          # units in the text
     starts = places + (cs[:k] - lens[:k] + np.arange(k))
     return np.stack([starts, starts + lens[:k]], 1)
 
-def entity_spans(tok: TokenizedSample, config: MaskConfig, rng: np.random.Generator,
-                 units: np.ndarray | None = None  # `unit_bounds(tok)`, if already computed
+def entity_spans(sample: TokenizedSample, config: MaskConfig, rng: np.random.Generator,
+                 units: np.ndarray | None = None  # `unit_bounds(sample)`, if already computed
                 ) -> np.ndarray:                  # int64 [m, 2]: (start, end) TOKEN offsets, sorted
     "Entity level: spans of whole units (Poisson lengths in units) covering about `ratio` of the text, never touching."
-    u = unit_bounds(tok, config.entity_aware) if units is None else units
+    u = unit_bounds(sample, config.entity_aware) if units is None else units
     return u[sample_unit_spans(len(u) - 1, config, rng)]
 
 # %% ../nbs/03_masking.ipynb #31decc88
@@ -121,17 +121,17 @@ def unit_cut(entity: np.ndarray,  # int [n]: entity index of each token (-1: pla
     return c + int(after[0]) if len(after) else n
 
 # %% ../nbs/03_masking.ipynb #ac6dc787
-def sentence_spans(tok: TokenizedSample, config: MaskConfig, rng: np.random.Generator
+def sentence_spans(sample: TokenizedSample, config: MaskConfig, rng: np.random.Generator
                   ) -> np.ndarray:  # int64 [m, 2]: (start, end) token offsets of whole sentences, sorted
     "Sentence level: whole sentences, drawn in random order until they cover `ratio` of the tokens (at least one)."
-    sent = np.asarray(tok.sentence); n = len(sent)
+    sent = np.asarray(sample.sentence); n = len(sent)
     cut = np.flatnonzero(sent[1:] != sent[:-1]) + 1
     starts, ends = np.concatenate([[0], cut]), np.append(cut, n)
     keep = sent[starts] >= 0                            # runs of -1 (whitespace between sentences) are not sentences
     starts, ends = starts[keep], ends[keep]
     if len(starts) == 0: starts, ends = np.array([0]), np.array([n])   # no sentence marked: the text is one (as GLM)
     if config.entity_aware and len(cut):
-        ent = np.asarray(tok.entity); bad = _inside(ent, cut)
+        ent = np.asarray(sample.entity); bad = _inside(ent, cut)
         if bad.any():
             t = int(cut[bad][0])
             raise ValueError(f'sentence_spans: a sentence boundary at token {t} falls inside entity {int(ent[t])}; '
@@ -142,14 +142,14 @@ def sentence_spans(tok: TokenizedSample, config: MaskConfig, rng: np.random.Gene
     pick = np.sort(perm[:j + 1])
     return np.stack([starts[pick], ends[pick]], 1).astype(np.int64)
 
-def document_span(tok: TokenizedSample, config: MaskConfig, rng: np.random.Generator
+def document_span(sample: TokenizedSample, config: MaskConfig, rng: np.random.Generator
                  ) -> np.ndarray:  # int64 [1, 2]: (start, len(tokens))
     "Document level: one span at the end covering `doc_min_ratio`..`doc_max_ratio` of the text, starting on a unit."
-    n = len(tok.input_ids)
+    n = len(sample.input_ids)
     lo = max(1, math.ceil(config.doc_min_ratio * n)); hi = max(lo, int(config.doc_max_ratio * n))
     start = n - (lo + int(rng.random() * (hi - lo + 1)))
-    if config.entity_aware and (first := unit_cut(tok.entity, start, back=True)) != start:
-        past = unit_cut(tok.entity, start)              # the cut splits an entity: move it to its first token ...
+    if config.entity_aware and (first := unit_cut(sample.entity, start, back=True)) != start:
+        past = unit_cut(sample.entity, start)              # the cut splits an entity: move it to its first token ...
         start = past if n - first > hi and past < n and n - past >= lo else first   # ... or past its last when too long
     return np.array([[start, n]], dtype=np.int64)
 
@@ -213,23 +213,25 @@ def apply_spans_batch(toks: list,          # list[TokenizedSample]
     return out
 
 # %% ../nbs/03_masking.ipynb #54d458e1
-def apply_spans(tok: TokenizedSample, spans, level: str, special_ids, order=None, entity_aware: bool = True) -> MaskedSample:
+def apply_spans(sample: TokenizedSample, spans, level: str, special_ids, order=None,
+                entity_aware: bool = True) -> MaskedSample:
     "The `MaskedSample` of one sample for given sorted token `spans` (see `apply_spans_batch`)."
-    return apply_spans_batch([tok], [spans], [level], special_ids, None if order is None else [order], entity_aware)[0]
+    orders = None if order is None else [order]
+    return apply_spans_batch([sample], [spans], [level], special_ids, orders, entity_aware)[0]
 
 # %% ../nbs/03_masking.ipynb #d87dc536
 _SAMPLERS = dict(entity=entity_spans, sentence=sentence_spans, document=document_span)
 
-def draw_spans(tok: TokenizedSample, config: MaskConfig, rng: np.random.Generator,
+def draw_spans(sample: TokenizedSample, config: MaskConfig, rng: np.random.Generator,
                level: str | None = None  # force an objective instead of drawing it from `config.level_probs`
               ) -> tuple:                # (level, spans int64 [m, 2] sorted, Part B order or None = chronological)
     "The random part of masking one sample: the objective, its token spans and the Part B order."
-    if len(tok.input_ids) == 0: raise ValueError('mask_sample: the TokenizedSample has no tokens')
+    if len(sample.input_ids) == 0: raise ValueError('mask_sample: the TokenizedSample has no tokens')
     if level is None:
         u, c = rng.random(), config._level_cdf
         level = 'entity' if u < c[0] else 'sentence' if u < c[1] else 'document'
     elif level not in _SAMPLERS: raise ValueError(f'mask_sample: level must be one of {LEVELS}, got {level!r}')
-    spans = _SAMPLERS[level](tok, config, rng)
+    spans = _SAMPLERS[level](sample, config, rng)
     return level, spans, (rng.permutation(len(spans)) if config.shuffle else None)
 
 def mask_batch(toks: list,                      # list[TokenizedSample]
@@ -245,14 +247,14 @@ def mask_batch(toks: list,                      # list[TokenizedSample]
     lv, sp, od = zip(*drawn)
     return apply_spans_batch(toks, sp, lv, special_ids, od if config.shuffle else None, config.entity_aware)
 
-def mask_sample(tok: TokenizedSample,            # the tokenized sample
+def mask_sample(sample: TokenizedSample,            # the tokenized sample
                 special_ids,                     # `entities.special_ids(tokenizer)`: mask, smask, gmask, sop, eop
                 rng: np.random.Generator,        # all randomness comes from here: deterministic under a seed
                 config: MaskConfig | None = None,  # default `MaskConfig()` (RecSysLLM); `MaskConfig.glm()` for GLM
                 level: str | None = None         # force the objective instead of drawing it
                ) -> MaskedSample:
     "Corrupt one sample for blank infilling: draw the objective, sample its spans (never splitting a unit), build A and B."
-    return mask_batch([tok], special_ids, rng, config, None if level is None else [level])[0]
+    return mask_batch([sample], special_ids, rng, config, None if level is None else [level])[0]
 
 # %% ../nbs/03_masking.ipynb #dde0e226
 def reconstruct(ms: MaskedSample) -> np.ndarray:  # int64 [n]: the original token ids

@@ -303,14 +303,14 @@ def hits_frame(hits) -> pd.DataFrame:
     return pd.DataFrame([dict(rank=i + 1, name=h.name, score=round(h.score, 3), keys=' '.join(h.keys), valid=h.valid)
                          for i, h in enumerate(hits)], columns=['rank', 'name', 'score', 'keys', 'valid'])
 
-def batch_prompts(prompts, ids: SpecialIds, device=None, layout: str = 'glm') -> dict:
+def batch_prompts(prompts, sids: SpecialIds, device=None, layout: str = 'glm') -> dict:
     "generate() inputs of prompts, LEFT-padded: `input_ids`, `attention_mask` [b, L], `position_ids` [b, 2|3, L], `prefix_len` [b]."
     b, L = len(prompts), max(len(p.part_a) for p in prompts) + 1
-    input_ids, am = np.full((b, L), ids.pad, np.int64), np.zeros((b, L), np.int64)
+    input_ids, am = np.full((b, L), sids.pad, np.int64), np.zeros((b, L), np.int64)
     pos, pl = np.zeros((b, 2 if layout == 'glm' else 3, L), np.int64), np.zeros(b, np.int64)
     for i, p in enumerate(prompts):
         o = L - len(p.part_a) - 1                            # left padding: every prompt ends with its [sop] at L - 1
-        input_ids[i, o:-1], input_ids[i, -1] = p.part_a, ids.sop
+        input_ids[i, o:-1], input_ids[i, -1] = p.part_a, sids.sop
         am[i, o:], pos[i, :, o:], pl[i] = 1, p.positions(layout), L - 1   # columns < L - 1 are Part A (or padding, never seen)
     t = lambda x: torch.as_tensor(x, device=device)
     return dict(input_ids=t(input_ids), attention_mask=t(am), position_ids=t(pos), prefix_len=t(pl))
@@ -341,7 +341,7 @@ def prefill(model, inputs: dict, rows: int = 1):
 def generate_entities(model,                   # GLMForCausalLM or RecAdapterForCausalLM (eval mode)
                       prompts,                 # a `Prompt` or a list of them (decoded together, left-padded)
                       trie: EntityTrie,        # the entity pool (items)
-                      ids: SpecialIds,         # `special_ids(tokenizer)`: sop, eop, pad
+                      sids: SpecialIds,         # `special_ids(tokenizer)`: sop, eop, pad
                       k: int = 10,             # entities returned per prompt
                       mode: str = 'beam',      # 'beam', 'greedy' or 'sample'
                       num_beams: int = 20,     # beams ('beam')
@@ -360,7 +360,7 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
     single = isinstance(prompts, Prompt)
     prompts = [prompts] if single else list(prompts)
     layout = model_layout(model)
-    inputs = batch_prompts(prompts, ids, model.device, layout)
+    inputs = batch_prompts(prompts, sids, model.device, layout)
     L = inputs['input_ids'].shape[1]
     rows = dict(beam=num_beams, greedy=1, sample=n_samples)[mode]
     excl = [Exclusion(trie, p.seen) if exclude_seen and p.seen else None for p in prompts]
@@ -374,7 +374,7 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
         else: intra = torch.from_numpy(dp.intra(g.tolist())[:, 1:])
         rows_ = [inter.expand_as(intra), intra] + ([] if layout == 'glm' else [base[:, :intra.shape[1]]])
         return torch.stack(rows_, 1)
-    gk = dict(max_new_tokens=max_new_tokens or trie.max_len + 1, eos_token_id=ids.eop, pad_token_id=ids.pad,
+    gk = dict(max_new_tokens=max_new_tokens or trie.max_len + 1, eos_token_id=sids.eop, pad_token_id=sids.pad,
               return_dict_in_generate=True, use_cache=True,
               logits_processor=[TrieLogitsProcessor(trie, L, excl, rows)] if constrain else None)
     if mode == 'beam': gk.update(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, length_penalty=0.0,
@@ -386,14 +386,14 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
         torch.manual_seed(seed)
         out = model.generate(**inputs, cache=prefill(model, inputs, rows), **gk)   # Part A once per prompt, not per beam
     gen = out.sequences[:, L:]
-    scores = (out.sequences_scores if mode == 'beam' else _log_likelihood(out.logits, gen, ids.eop)).tolist()
+    scores = (out.sequences_scores if mode == 'beam' else _log_likelihood(out.logits, gen, sids.eop)).tolist()
     res = []
     for i, p in enumerate(prompts):
         best = {}
         for r in range(i * rows, (i + 1) * rows):
             g = gen[r].tolist()
-            ended = ids.eop in g
-            toks = tuple(g[:g.index(ids.eop)]) if ended else tuple(g)
+            ended = sids.eop in g
+            toks = tuple(g[:g.index(sids.eop)]) if ended else tuple(g)
             keys = trie.keys_at(toks) if ended and scores[r] > float('-inf') else []
             name = (' | '.join(dict.fromkeys(trie.name_of[x] for x in keys)) if keys else
                     tokenizer.decode(list(toks)).strip() if tokenizer is not None else '')
@@ -406,7 +406,7 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
 
 # %% ../nbs/09_trie.ipynb #5237550a
 def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # candidate keys, e.g. 1 positive + 99 negatives
-                    ids: SpecialIds,
+                    sids: SpecialIds,
                     batch_size: int = 32,        # candidates per forward pass (batched by length: little padding)
                     per_token: bool = False      # mean log-likelihood per token instead of the sum
                    ) -> list:                    # list[Hit], best first (ties keep the order of `candidates`)
@@ -429,9 +429,9 @@ def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # cand
         first = np.cumsum(lens) - lens                       # each candidate is one Part B span: [sop] + its tokens
         ent = np.repeat(np.arange(C), lens); ent[first] = -1  # one entity per span ([sop] is no entity)
         start = np.zeros(len(ent), bool); start[first] = True
-        inp, tgt = np.full((C, Lb), ids.pad, np.int64), np.full((C, Lb), -100, np.int64)
+        inp, tgt = np.full((C, Lb), sids.pad, np.int64), np.full((C, Lb), -100, np.int64)
         pos = np.zeros((C, 2 if layout == 'glm' else 3, Lb), np.int64)
-        inp[real] = np.concatenate([(ids.sop,) + s for s in seqs]); tgt[real] = np.concatenate([s + (ids.eop,) for s in seqs])
+        inp[real] = np.concatenate([(sids.sop,) + s for s in seqs]); tgt[real] = np.concatenate([s + (sids.eop,) for s in seqs])
         pos[:, 0][real] = prompt.mask_pos; pos[:, 1][real] = part_b_intra(continues_entity(ent), start)
         if layout != 'glm': pos[:, 2] = prompt.part_b_base(layout, Lb)
         with torch.no_grad():
