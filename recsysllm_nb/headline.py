@@ -17,7 +17,7 @@ from .demo import step_model, step_pretrain
 from .task_training import trained_run, heldout_loss
 
 # %% auto #0
-__all__ = ['HEADLINE_ARMS', 'Arm', 'train_arm', 'run_arm', 'headline', 'recsysllm_headline', 'sweep']
+__all__ = ['HEADLINE_ARMS', 'Arm', 'train_arm', 'run_arm', 'distinct_top10', 'headline', 'recsysllm_headline', 'sweep']
 
 # %% ../nbs/15a_headline.ipynb #445a24e1
 @dataclass(frozen=True)
@@ -76,6 +76,13 @@ def run_arm(arm: Arm, tables, split, out,
     return run_experiments(tables, split, model.eval(), tok, o, cfg, extra=dict(key=key, model=arm.name) | rec)['rows']
 
 # %% ../nbs/15a_headline.ipynb #9a5b384c
+def distinct_top10(folder) -> dict:
+    "How many distinct items an arm's sequential top-10 lists hold over all its users, per prompt set (from predictions.json)."
+    f = Path(folder) / 'predictions.json'
+    if not f.exists(): return {}
+    pred = json.loads(f.read_text())
+    return {k.split('/')[1]: len({i for p in v for i in p['output']}) for k, v in pred.items() if k.startswith('sequential/')}
+
 def headline(out='runs/headline', arms=HEADLINE_ARMS, n_users: int | None = 200, seed: int = 0, beams: int = 20,
              baseline_models=None,   # default: every baseline (`baselines.default_baselines`); []: none
              progress: bool = True) -> dict:
@@ -87,7 +94,8 @@ def headline(out='runs/headline', arms=HEADLINE_ARMS, n_users: int | None = 200,
     if baseline_models is None or len(baseline_models):
         rows += evaluate_baselines(tables, split, users, baseline_models, seed, all_users=False, progress=progress)[0]
     cfg = ExperimentConfig(n_users=n_users, seed=seed, beams=beams, direct_modes=('candidates',), progress=progress)
-    extra = dict(arms=[asdict(a) for a in arms], wall_s=round(time.perf_counter() - t0, 1))
+    extra = dict(arms=[asdict(a) for a in arms], wall_s=round(time.perf_counter() - t0, 1),
+                 distinct_top10={a.name: distinct_top10(Path(out) / a.slug) for a in arms})   # of 10 x n_users slots
     paths = write_report(out, rows, cfg, users, extra=extra, title='RecSysLLM headline: pre-trained vs scratch vs baselines')
     print(format_tables(rows))
     return dict(rows=rows, tables=paper_tables(rows), users=users, paths=paths)
