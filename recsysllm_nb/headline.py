@@ -77,11 +77,12 @@ def run_arm(arm: Arm, tables, split, out,
 
 # %% ../nbs/15a_headline.ipynb #9a5b384c
 def distinct_top10(folder) -> dict:
-    "How many distinct items an arm's sequential top-10 lists hold over all its users, per prompt set (from predictions.json)."
+    "Distinct items in an arm's sequential top-10 lists over all its users, per prompt set (from predictions.json)."
     f = Path(folder) / 'predictions.json'
     if not f.exists(): return {}
     pred = json.loads(f.read_text())
-    return {k.split('/')[1]: len({i for p in v for i in p['output']}) for k, v in pred.items() if k.startswith('sequential/')}
+    return {k.split('/')[1]: len({i for p in v for i in p['output']})
+            for k, v in pred.items() if k.startswith('sequential/')}
 
 def headline(out='runs/headline', arms=HEADLINE_ARMS, n_users: int | None = 200, seed: int = 0, beams: int = 20,
              baseline_models=None,   # default: every baseline (`baselines.default_baselines`); []: none
