@@ -29,8 +29,11 @@ ABLATIONS = {  # variant -> (masking, GLM block ids instead of entity intra ids)
 }
 RANKS = (2, 4, 8, 16, 32)   # the paper's Figure 3
 
-def plot_rank_sweep(rows, path=None, metrics=(('sequential', 'HR@10'), ('sequential', 'NDCG@10'), ('direct', 'HR@10'), ('direct', 'NDCG@10'))):
-    "Metric against LoRA rank (one line per family / metric / prompt set), as the paper's Figure 3; PNG when `path` is given."
+def plot_rank_sweep(rows, path=None,
+                    metrics=(('sequential', 'HR@10'), ('sequential', 'NDCG@10'), ('direct', 'HR@10'),
+                             ('direct', 'NDCG@10'))):
+    ("Metric against LoRA rank (one line per family / metric / prompt set), as the paper's Figure 3; PNG when `path` "
+     "is given.")
     plt = pyplot_for(path)
     r = pd.DataFrame(list(rows))
     r = r[r['model'].str.startswith('LoRA r=')].assign(rank=lambda x: x['model'].str[7:].astype(int))
@@ -38,8 +41,11 @@ def plot_rank_sweep(rows, path=None, metrics=(('sequential', 'HR@10'), ('sequent
     for fam, met in metrics:
         for ps in ('seen', 'unseen'):
             s = r[(r.family == fam) & (r.metric == met) & (r.prompts == ps)].sort_values('rank')
-            if len(s): ax.plot(s['rank'], s['value'], marker='o', ls='-' if ps == 'seen' else '--', label=f'{fam} {met} ({ps})')
-    ax.set_xscale('log', base=2); ax.set_xlabel('LoRA rank'); ax.set_ylabel('test metric'); ax.set_title('LoRA rank sweep')
+            if len(s):
+                ax.plot(s['rank'], s['value'], marker='o', ls='-' if ps == 'seen' else '--',
+                        label=f'{fam} {met} ({ps})')
+    ax.set_xscale('log', base=2)
+    ax.set_xlabel('LoRA rank'); ax.set_ylabel('test metric'); ax.set_title('LoRA rank sweep')
     ax.legend(fontsize=7); fig.tight_layout()
     if path is not None: fig.savefig(path, dpi=110)
     return fig
@@ -49,7 +55,8 @@ def run_ablations(tables: Tables, split: Split,
                   out_dir='runs/ablations',      # report folder (report.md, results.json, PNGs) and the models
                   tokenizer=None,                # default: the demo tokenizer (cached in out_dir/tokenizer)
                   variants=tuple(ABLATIONS),     # names of `ABLATIONS` to pre-train and evaluate
-                  base_model: str | None = 'recsysllm',  # base of the rank sweep: a model folder, or a variant trained in this call (None: no sweep)
+                  # base of the rank sweep: a model folder, or a variant trained in this call (None: no sweep)
+                  base_model: str | None = 'recsysllm',
                   ranks=RANKS,                   # LoRA ranks of the sweep
                   steps: int = 300, size: str = 'small', batch_size: int = 16, lr: float = 2e-3,
                   lora_steps: int = 100, lora_lr: float = 2e-3,  # fine-tuning of the sweep
@@ -57,7 +64,8 @@ def run_ablations(tables: Tables, split: Split,
                   families=('rating', 'sequential', 'direct'), direct_modes=('candidates',),
                   train_users=None,              # restrict the training data to these users (smoke runs); default all
                   seed: int = 0, progress: bool = True) -> dict:
-    "Pre-train and evaluate each ablation variant, then the LoRA rank sweep on `base_model`; write one report with all rows."
+    ("Pre-train and evaluate each ablation variant, then the LoRA rank sweep on `base_model`; write one report with "
+     "all rows.")
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     tok = demo_tokenizer(out / 'tokenizer') if tokenizer is None else tokenizer
     data = training_data(tables, split, tok, users=train_users, seed=seed)
@@ -75,7 +83,8 @@ def run_ablations(tables: Tables, split: Split,
         runs[v] = dict(seconds=round(r['seconds'], 1), first_loss=r['first_loss'], last_loss=r['last_loss'])
         finals[v] = r['final_dir']
     if base_model is not None and base_model in ABLATIONS and base_model not in finals:
-        raise ValueError(f'base_model {base_model!r} names a variant that was not trained here: pass it in `variants` or give a model folder')
+        raise ValueError(f'base_model {base_model!r} names a variant that was not trained here: pass it in `variants` '
+                         f'or give a model folder')
     base_model = finals.get(base_model, base_model) if base_model is not None else None
     if base_model is not None:
         for k in ranks:
@@ -83,12 +92,15 @@ def run_ablations(tables: Tables, split: Split,
             r = pretrain_with_tasks(tables, split, out / f'lora_r{k}', tok, lora_steps, size, batch_size, lora_lr,
                                     mix=(0.0, 0.0, 1.0), model=apply_lora(base, k), lora_rank=k, data=data, seed=seed,
                                     progress=progress, logging_steps=max(1, lora_steps // 30))
-            rows += ev(r['model'], f'LoRA r={k}', False)   # `pretrain_with_tasks` returns the LoRA run merged, in eval mode
-            runs[f'lora_r{k}'] = dict(seconds=round(r['seconds'], 1), first_loss=r['first_loss'], last_loss=r['last_loss'])
+            # `pretrain_with_tasks` returns the LoRA run merged, in eval mode
+            rows += ev(r['model'], f'LoRA r={k}', False)
+            runs[f'lora_r{k}'] = dict(seconds=round(r['seconds'], 1), first_loss=r['first_loss'],
+                                      last_loss=r['last_loss'])
     cfg = ExperimentConfig(model=str(base_model), n_users=n_users, seed=seed, beams=beams, families=tuple(families),
                            direct_modes=tuple(direct_modes), baselines=False, progress=progress)
     extra = dict(variants=', '.join(variants), ranks=', '.join(map(str, ranks)) if base_model else 'none',
-                 steps=steps, size=size, lora_steps=lora_steps, **{f'{k} train s / loss': f"{v['seconds']} / {v['last_loss']:.3f}" for k, v in runs.items()})
+                 steps=steps, size=size, lora_steps=lora_steps,
+                 **{f'{k} train s / loss': f"{v['seconds']} / {v['last_loss']:.3f}" for k, v in runs.items()})
     paths = write_report(out, rows, cfg, users, extra=extra, title='RecSysLLM ablations')
     if base_model is not None:
         import matplotlib.pyplot as plt
@@ -101,7 +113,8 @@ def run_ablations(tables: Tables, split: Split,
 @call_parse
 def recsysllm_ablations(out: str = 'runs/ablations',   # report folder (report.md, results.json, PNGs) and the models
                         variants: str = ','.join(ABLATIONS),   # variants of `ABLATIONS`, comma-separated
-                        ranks: str = ','.join(map(str, RANKS)),  # LoRA ranks of the sweep, comma-separated ('' : no sweep)
+                        # LoRA ranks of the sweep, comma-separated ('' : no sweep)
+                        ranks: str = ','.join(map(str, RANKS)),
                         base_model: str = 'recsysllm', # base of the sweep: a variant trained here or a model folder
                         steps: int = 300,              # pre-training steps per variant
                         lora_steps: int = 100,         # LoRA steps per rank
@@ -109,7 +122,8 @@ def recsysllm_ablations(out: str = 'runs/ablations',   # report folder (report.m
                         beams: int = 20,               # beams of the sequential beam search
                         seed: int = 0,
                         no_progress: store_true = False):
-    "The ablations on MovieLens-100K: one mechanism off at a time, then the LoRA rank sweep; print the tables, write the report."
+    ("The ablations on MovieLens-100K: one mechanism off at a time, then the LoRA rank sweep; print the tables, write "
+     "the report.")
     from recsysllm_nb.data import load_ml100k, leave_one_out
     from recsysllm_nb.experiments import format_tables
     tables = load_ml100k(); split = leave_one_out(tables, seed=seed)

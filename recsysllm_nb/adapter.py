@@ -62,7 +62,8 @@ class RecAdapterConfig(PreTrainedConfig):
     "Config of `RecAdapterForCausalLM`: the wrapped causal LM's own config plus the size of the intra-position table."
     model_type = 'recsysllm_adapter'
     sub_configs_defaults = {'base_config': SubConfigSpec(config_class=AutoConfig, model_type='llama')}
-    base_config: dict | PreTrainedConfig | None = None  # config of the wrapped causal LM (a dict needs its 'model_type')
+    # config of the wrapped causal LM (a dict needs its 'model_type')
+    base_config: dict | PreTrainedConfig | None = None
     max_intra: int = 128  # rows of the intra-position table; a longer entity's ids past the last row share it (clamped)
     layout: str = 'glm'   # base position layout (`positions.LAYOUTS`): 'glm' = inter ids as the base model's positions
     max_inter: int = 1024 # rows of the inter-position table (layouts other than 'glm'); larger ids share the last row
@@ -70,7 +71,8 @@ class RecAdapterConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.layout not in LAYOUTS: raise ValueError(f'RecAdapterConfig.layout must be one of {LAYOUTS}, got {self.layout!r}')
+        if self.layout not in LAYOUTS:
+            raise ValueError(f'RecAdapterConfig.layout must be one of {LAYOUTS}, got {self.layout!r}')
 
     def get_text_config(self, decoder=None, encoder=None) -> PreTrainedConfig:
         "The wrapped LM's text config (generation sizes its KV cache from it)."
@@ -78,7 +80,8 @@ class RecAdapterConfig(PreTrainedConfig):
 
 # %% ../nbs/07_adapter.ipynb #4641e8c9
 class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
-    "Any HF causal LM with 2D positions (inter as its position ids, intra through a zero-initialised table) and the prefix-LM mask."
+    ("Any HF causal LM with 2D positions (inter as its position ids, intra through a zero-initialised table) and the "
+     "prefix-LM mask.")
     config_class = RecAdapterConfig
     main_input_name = 'input_ids'
     supports_gradient_checkpointing = True
@@ -86,16 +89,19 @@ class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
     accepts_loss_kwargs = True
 
     def __init__(self, config: RecAdapterConfig, # adapter config
-                 lm: PreTrainedModel | None = None, # an already built causal LM to wrap (default: built from `config.base_config`)
+                 # an already built causal LM to wrap (default: built from `config.base_config`)
+                 lm: PreTrainedModel | None = None,
                 ):
         super().__init__(config)
         self.lm = lm if lm is not None else AutoModelForCausalLM.from_config(config.base_config)
         self.config.base_config = self.lm.config  # one object: resizing and attention changes reach the saved config
-        if self.lm.config._attn_implementation is None: self.lm.config._attn_implementation = self.config._attn_implementation
+        if self.lm.config._attn_implementation is None:
+            self.lm.config._attn_implementation = self.config._attn_implementation
         emb = self.lm.get_input_embeddings()
         table = lambda n: nn.Embedding(n, emb.embedding_dim, device=emb.weight.device, dtype=emb.weight.dtype)
         self.intra_position_embeddings = table(config.max_intra)
-        if config.layout != 'glm': self.inter_position_embeddings = table(config.max_inter)  # 2D ids reach the model here
+        # 2D ids reach the model here
+        if config.layout != 'glm': self.inter_position_embeddings = table(config.max_inter)
         self.post_init()
 
     @classmethod
@@ -125,7 +131,8 @@ class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
                                 mean_resizing: bool = True, # new rows drawn around the mean of the old ones
                                ) -> nn.Embedding:
         "Resize the base model's token embeddings and output layer (tied or not), e.g. after adding special tokens."
-        return self.lm.resize_token_embeddings(new_num_tokens, pad_to_multiple_of=pad_to_multiple_of, mean_resizing=mean_resizing)
+        return self.lm.resize_token_embeddings(new_num_tokens, pad_to_multiple_of=pad_to_multiple_of,
+                                               mean_resizing=mean_resizing)
 
     def _positions(self, position_ids, b, q, past, device):
         """(base, inter, intra) ids [b, q] from `position_ids` (`glm.position_rows`): [b, 3, q] (inter, intra,
@@ -146,20 +153,25 @@ class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
         return attention_bias(mask.to(device), self.lm.config._attn_implementation, dtype)
 
     def forward(self,
-                input_ids: torch.LongTensor | None = None, # [b, q] token ids (only the new ones when `cache` holds the rest)
-                position_ids: torch.LongTensor | None = None, # [b, 2, q] (inter, intra) or [b, 3, q] (+ base), see `_positions`
-                attention_mask: torch.Tensor | None = None, # [b, past+q] 1 = real token; or a ready 4-D mask [b, 1, q, past+q]
+                # [b, q] token ids (only the new ones when `cache` holds the rest)
+                input_ids: torch.LongTensor | None = None,
+                # [b, 2, q] (inter, intra) or [b, 3, q] (+ base), see `_positions`
+                position_ids: torch.LongTensor | None = None,
+                # [b, past+q] 1 = real token; or a ready 4-D mask [b, 1, q, past+q]
+                attention_mask: torch.Tensor | None = None,
                 prefix_len: torch.LongTensor | None = None, # [b] length of Part A; None = 0 (plain causal)
                 labels: torch.LongTensor | None = None, # [b, q] aligned with the logits (no shift), -100 = not scored
                 cache: Cache | None = None, # the base model's KV cache (e.g. `DynamicCache`), filled in place
                 use_cache: bool | None = None, # return the cache in the output
                 inputs_embeds: torch.FloatTensor | None = None, # [b, q, hidden] token embeddings instead of `input_ids`
                 logits_to_keep: int | torch.Tensor = 0, # as in HF causal LMs: only the last n logits (0 = all)
-                num_items_in_batch: int | torch.Tensor | None = None, # from the Trainer: labelled tokens over the accumulated batch
+                # from the Trainer: labelled tokens over the accumulated batch
+                num_items_in_batch: int | torch.Tensor | None = None,
                 **kwargs, # passed to the base model (output_attentions, output_hidden_states, ...)
                ) -> CausalLMOutputWithPast:
         "Logits (and loss when `labels` are given) of the wrapped LM under 2D positions and the prefix-LM mask."
-        if (input_ids is None) == (inputs_embeds is None): raise ValueError('pass exactly one of input_ids or inputs_embeds')
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError('pass exactly one of input_ids or inputs_embeds')
         if cache is None: cache = kwargs.pop('past_key_values', None)
         kwargs.pop('return_dict', None)
         if inputs_embeds is None: inputs_embeds = self.get_input_embeddings()(input_ids)
@@ -168,7 +180,8 @@ class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
         past = cache.get_seq_length() if cache is not None else 0
         base, inter, intra = self._positions(position_ids, b, q, past, dev)
         inputs_embeds = inputs_embeds + self.intra_position_embeddings(intra).to(inputs_embeds.dtype)
-        if self.config.layout != 'glm': inputs_embeds = inputs_embeds + self.inter_position_embeddings(inter).to(inputs_embeds.dtype)
+        if self.config.layout != 'glm':
+            inputs_embeds = inputs_embeds + self.inter_position_embeddings(inter).to(inputs_embeds.dtype)
         mask = self._mask(attention_mask, prefix_len, b, q, past, inputs_embeds.dtype, dev)
         out = self.lm(inputs_embeds=inputs_embeds, position_ids=base, attention_mask=mask, cache=cache,
                       use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)

@@ -166,18 +166,19 @@ def run_bench(folder,                       # folder with sequences.jsonl + item
     t_load = time.perf_counter() - t0
     if not reuse_model:
         run = pretrain_with_tasks(tables, split, o / 'model', tok, cfg.steps, cfg.size, cfg.batch_size, cfg.lr,
-                                  cfg.max_length, model=model, lora_rank=cfg.lora_rank, seed=cfg.seed, progress=progress,
-                                  logging_steps=max(1, cfg.steps // 30), families=('sequential', 'direct'),
-                                  n_per_user=cfg.n_per_user, train_kw=dict(bf16=cfg.bf16))
+                                  cfg.max_length, model=model, lora_rank=cfg.lora_rank, seed=cfg.seed,
+                                  progress=progress, logging_steps=max(1, cfg.steps // 30),
+                                  families=('sequential', 'direct'), n_per_user=cfg.n_per_user,
+                                  train_kw=dict(bf16=cfg.bf16))
     tok = run['tokenizer']
     m = run['model']   # LoRA already merged (`pretrain_with_tasks`)
     ecfg = ExperimentConfig(dataset=f'seq:{folder}', model=str(run['final_dir']), n_users=cfg.n_users, seed=cfg.seed,
                             beams=cfg.beams, families=('sequential', 'direct'), direct_modes=('candidates',),
                             progress=progress, baselines=baseline_models is None or len(baseline_models) > 0)
     extra = dict(config=cfg.name, paper=p or 'none', load_split_tokenizer_s=round(t_load, 1),
-                 training_s=round(run['seconds'], 1) if run['seconds'] else 'an earlier run', first_loss=round(run['first_loss'], 3),
-                 last_loss=round(run['last_loss'], 3), training_prompts=run['n_tasks'], **coll,
-                 bench_config=asdict(cfg), stats=st)
+                 training_s=round(run['seconds'], 1) if run['seconds'] else 'an earlier run',
+                 first_loss=round(run['first_loss'], 3), last_loss=round(run['last_loss'], 3),
+                 training_prompts=run['n_tasks'], **coll, bench_config=asdict(cfg), stats=st)
     exp = run_experiments(tables, split, m, tok, o, ecfg, extra=extra, baseline_models=baseline_models)
     comp, bad, rep = comparison_tables(exp['rows'], cfg, p), inconsistent(published_rows(p)), exp['paths']['report']
     write_atomic(rep, '\n'.join(_report_head(tables, cfg, p, exp['users'], coll, note, comp)) + '\n' + rep.read_text())
@@ -210,7 +211,8 @@ def recsysllm_bench(folder: str,               # folder with sequences.jsonl + i
                     seed: int = None,            # seed of the split, sampling, weights, users, templates
                     batch_size: int = None,      # training batch size
                     vocab_size: int = None,      # vocabulary of the tokenizer trained on the data (fresh model)
-                    baselines: str = None,       # comma-separated: Random,Popularity,MF,BPR-MF,SASRec or none (default all)
+                    # comma-separated: Random,Popularity,MF,BPR-MF,SASRec or none (default all)
+                    baselines: str = None,
                     reuse_model: store_true = False,   # evaluate the model an earlier run trained in <out>/model
                     no_progress: store_true = False):  # no progress bars
     "Train RecSysLLM on a folder of sequences; evaluate it beside the baselines and, with --paper, Tables 4 and 7."

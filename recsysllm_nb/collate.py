@@ -18,9 +18,12 @@ def sample_rng(seed: int,   # the run's seed
                idx: int,    # the sample's index in its dataset (not its place in the batch)
                epoch: int   # the epoch
               ) -> np.random.Generator:
-    "The random stream of one sample in one epoch: a function of (seed, idx, epoch) only, never of global state or worker."
-    if seed < 0 or idx < 0 or epoch < 0: raise ValueError(f'sample_rng: seed, idx, epoch must be >= 0, got {seed}, {idx}, {epoch}')
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, idx, epoch])))  # == default_rng([seed, idx, epoch])
+    ("The random stream of one sample in one epoch: a function of (seed, idx, epoch) only, never of global state or "
+     "worker.")
+    if seed < 0 or idx < 0 or epoch < 0:
+        raise ValueError(f'sample_rng: seed, idx, epoch must be >= 0, got {seed}, {idx}, {epoch}')
+    # == default_rng([seed, idx, epoch])
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, idx, epoch])))
 
 # %% ../nbs/05_collate.ipynb #8d2b84bb
 def as_example(example,       # TokenizedSample, or dict with input_ids / entity / sentence (+ 'idx'), or dict(sample=..., idx=...)
@@ -29,18 +32,22 @@ def as_example(example,       # TokenizedSample, or dict with input_ids / entity
     "Normalise one collator input to (TokenizedSample, sample index)."
     if isinstance(example, TokenizedSample): return example, position
     if not isinstance(example, dict):
-        raise TypeError(f'collator example {position}: expected a TokenizedSample or a dict, got {type(example).__name__}')
+        raise TypeError(f'collator example {position}: expected a TokenizedSample or a dict, got '
+                        f'{type(example).__name__}')
     if 'sample' in example: ts = example['sample']
     else:
         missing = [k for k in ('input_ids', 'entity') if k not in example]
         if missing: raise KeyError(f'collator example {position}: missing key(s) {missing}; has {sorted(example)}')
         ids = np.asarray(example['input_ids'], dtype=np.int64)
         ent = np.asarray(example['entity'], dtype=np.int32)
-        sen = np.asarray(example['sentence'], dtype=np.int32) if 'sentence' in example else np.full(len(ids), -1, np.int32)
+        sen = (np.asarray(example['sentence'], dtype=np.int32) if 'sentence' in example
+               else np.full(len(ids), -1, np.int32))
         if not (len(ids) == len(ent) == len(sen)):
-            raise ValueError(f'collator example {position}: input_ids {len(ids)}, entity {len(ent)}, sentence {len(sen)} lengths differ')
+            raise ValueError(f'collator example {position}: input_ids {len(ids)}, entity {len(ent)}, sentence '
+                             f'{len(sen)} lengths differ')
         ts = TokenizedSample(ids, ent, sen)
-    if 'idx' not in example: raise KeyError(f"collator example {position}: a dict example needs an 'idx' (its sample index)")
+    if 'idx' not in example:
+        raise KeyError(f"collator example {position}: a dict example needs an 'idx' (its sample index)")
     return ts, int(example['idx'])
 
 # %% ../nbs/05_collate.ipynb #04b31870
@@ -55,7 +62,8 @@ def truncate_left(ts: TokenizedSample,  # the original token stream of one sampl
                   budget: int,          # the most tokens to keep
                   entity_aware: bool = True  # False: every token is a unit (GLM)
                  ) -> TokenizedSample:
-    "Keep the newest tokens: the longest suffix that starts at a unit boundary (never inside an entity) and fits `budget`."
+    ("Keep the newest tokens: the longest suffix that starts at a unit boundary (never inside an entity) and fits "
+     "`budget`.")
     n = len(ts.input_ids)
     if n <= budget: return ts
     if budget < 1: raise ValueError(f'truncate_left: budget must be >= 1, got {budget}')
@@ -94,7 +102,8 @@ def assemble_batch(masked: list,             # list[MaskedSample]
                    pad_id: int,              # padding token id
                    pad_to_multiple_of: int = 8,
                    block_ids: bool = False,  # GLM block ids instead of entity intra ids
-                   layout: str = 'glm',      # base position layout (`positions.LAYOUTS`); not 'glm': a third row of base ids
+                   # base position layout (`positions.LAYOUTS`); not 'glm': a third row of base ids
+                   layout: str = 'glm',
                   ) -> dict:                 # numpy arrays of the batch contract
     "Positions (one vectorized pass over the concatenated batch), labels and right padding of a list of masked samples."
     b = len(masked)
@@ -137,12 +146,14 @@ class RecCollator:
                  pad_to_multiple_of: int = 8,   # pad the batch length up to a multiple of this
                  epoch: int = 0,                # epoch (see `set_epoch` / `train.EpochCallback`)
                  block_ids: bool | None = None, # GLM block ids, not entity intra ids (default: the config's GLM mode)
-                 layout: str = 'glm',           # base position layout (`positions.LAYOUTS`): the model's `config.layout`
+                 # base position layout (`positions.LAYOUTS`): the model's `config.layout`
+                 layout: str = 'glm',
                  return_tensors: str = 'pt'):   # 'pt' (torch tensors) or 'np'
         self.ids = tokenizer if isinstance(tokenizer, SpecialIds) else special_ids(tokenizer)
         self.mask_config = MaskConfig() if mask_config is None else mask_config
         if max_length < 3: raise ValueError(f'RecCollator: max_length must be >= 3, got {max_length}')
-        if return_tensors not in ('pt', 'np'): raise ValueError(f"RecCollator: return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        if return_tensors not in ('pt', 'np'):
+            raise ValueError(f"RecCollator: return_tensors must be 'pt' or 'np', got {return_tensors!r}")
         self.max_length, self.seed, self.pad_to_multiple_of, self.epoch = max_length, seed, pad_to_multiple_of, epoch
         self.entity_aware = bool(getattr(self.mask_config, 'entity_aware', True))
         self.block_ids = (not self.entity_aware) if block_ids is None else bool(block_ids)
@@ -153,7 +164,8 @@ class RecCollator:
         self.epoch = int(epoch)
 
     def mask(self, examples: list) -> list:
-        "The masked samples of a batch (list[MaskedSample]): per sample its own random stream, then one vectorized pass."
+        ("The masked samples of a batch (list[MaskedSample]): per sample its own random stream, then one vectorized "
+         "pass.")
         cfg, ea = self.mask_config, self.entity_aware
         toks, spans, levels, orders = [], [], [], []
         for k, ex in enumerate(examples):
@@ -165,7 +177,8 @@ class RecCollator:
         return apply_spans_batch(toks, spans, levels, self.ids, orders if cfg.shuffle else None, ea)
 
     def __call__(self, examples: list) -> dict:
-        "Collate a list of examples into the batch dict (`input_ids`, `position_ids`, `attention_mask`, `prefix_len`, `labels`)."
+        ("Collate a list of examples into the batch dict (`input_ids`, `position_ids`, `attention_mask`, `prefix_len`, "
+         "`labels`).")
         if not len(examples): raise ValueError('RecCollator: empty batch')
         batch = assemble_batch(self.mask(examples), self.ids.pad, self.pad_to_multiple_of, self.block_ids, self.layout)
         return {k: torch.from_numpy(v) for k, v in batch.items()} if self.return_tensors == 'pt' else batch

@@ -23,14 +23,16 @@ def sample_to_row(s: TextSample) -> dict:
 
 def row_to_sample(row: dict) -> TextSample:
     "A row of `corpus_dataset` back into a `TextSample`."
-    ents = [Entity(int(a), int(b), k, y) for a, b, k, y in zip(row['ent_start'], row['ent_end'], row['ent_kind'], row['ent_key'])]
-    return TextSample(row['text'], ents, [(int(a), int(b)) for a, b in zip(row['sent_start'], row['sent_end'])], row['user_id'])
+    ents = [Entity(int(a), int(b), k, y)
+            for a, b, k, y in zip(row['ent_start'], row['ent_end'], row['ent_kind'], row['ent_key'])]
+    return TextSample(row['text'], ents, [(int(a), int(b)) for a, b in zip(row['sent_start'], row['sent_end'])],
+                      row['user_id'])
 
 def _corpus_features():
     from datasets import Features, Sequence, Value
     i32, st = Sequence(Value('int32')), Sequence(Value('string'))
-    return Features(dict(user_id=Value('string'), text=Value('string'), ent_start=i32, ent_end=i32, ent_kind=st, ent_key=st,
-                         sent_start=i32, sent_end=i32))
+    return Features(dict(user_id=Value('string'), text=Value('string'), ent_start=i32, ent_end=i32, ent_kind=st,
+                         ent_key=st, sent_start=i32, sent_end=i32))
 
 def _corpus_rows(shards, tables, train, cfg, names):
     "Generator of `corpus_dataset` rows for the user shards it is given (runs in a worker process)."
@@ -57,7 +59,8 @@ def corpus_dataset(tables: Tables,          # the dataset
     cache = Path(tempfile.mkdtemp(prefix=f'.{path.name}.cache-', dir=path.parent if path.parent.exists() else None))
     def write(tmp):   # the one atomic-folder rule of the package (`data._atomic_dir`): built beside `path`, then renamed
         ds = Dataset.from_generator(_corpus_rows, features=_corpus_features(), cache_dir=str(cache), num_proc=num_proc,
-                                    gen_kwargs=dict(shards=shards, tables=tables, train=split.train, cfg=c, names=item_names(tables.items)))
+                                    gen_kwargs=dict(shards=shards, tables=tables, train=split.train, cfg=c,
+                                                    names=item_names(tables.items)))
         ds.save_to_disk(str(tmp))
     try: _atomic_dir(path, write)
     finally: shutil.rmtree(cache, ignore_errors=True)

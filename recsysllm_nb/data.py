@@ -171,8 +171,8 @@ def ml100k_dir() -> Path:
     "Folder of MovieLens-100K atomic files inside the installed `recbole` package (found without importing recbole)."
     spec = importlib.util.find_spec('recbole')
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError('recbole is not installed: `pip install --no-deps recbole==1.2.1` brings MovieLens-100K, '
-                                'or pass path= to a folder holding ml-100k.inter/.user/.item')
+        raise FileNotFoundError('recbole is not installed: `pip install --no-deps recbole==1.2.1` brings '
+                                'MovieLens-100K, or pass path= to a folder holding ml-100k.inter/.user/.item')
     return Path(list(spec.submodule_search_locations)[0]) / 'dataset_example' / 'ml-100k'
 
 # %% ../nbs/00_data.ipynb #938571e2

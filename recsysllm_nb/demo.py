@@ -63,12 +63,15 @@ def step_tokenizer(out: Path):
     return tok
 
 def step_model(out: Path,
-               model: str = DEFAULT_LM,   # a registered pre-trained LM, a local causal-LM folder, or 'glm' (from scratch)
-               init: str = 'pretrained',  # 'pretrained' weights, or 'random': the same architecture, fresh seeded weights
+               # a registered pre-trained LM, a local causal-LM folder, or 'glm' (from scratch)
+               model: str = DEFAULT_LM,
+               # 'pretrained' weights, or 'random': the same architecture, fresh seeded weights
+               init: str = 'pretrained',
                lora_rank: int = 8,        # LoRA rank on pre-trained weights (0 or init='random': every weight trains)
                seed: int = 0) -> dict:
     "The model to train and its tokenizer (with the method's special tokens): model, tokenizer, name, lora_rank."
-    if model == 'glm': return dict(model=None, tokenizer=step_tokenizer(out), name='GLM small, from scratch', lora_rank=0)
+    if model == 'glm':
+        return dict(model=None, tokenizer=step_tokenizer(out), name='GLM small, from scratch', lora_rank=0)
     if init not in ('pretrained', 'random'): raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
     t0 = time.perf_counter()
     lm, tok, new = load_pretrained(model)
@@ -95,7 +98,8 @@ def step_pretrain(tables: Tables, split: Split, mdl: dict, out: Path,  # mdl: `s
                               batch_size=batch_size, lr=lr, model=mdl['model'], lora_rank=mdl['lora_rank'], seed=seed,
                               progress=progress, logging_steps=max(1, steps // 30), train_kw=dict(bf16=bf16))
     print(f"   {run['n_tasks']:,} training prompts ({', '.join(run['task_families'])}); stream {run['counts']}")
-    print(f"   loss {run['first_loss']:.2f} -> {run['last_loss']:.2f} in {run['seconds']:.0f} s; model in {run['final_dir']}")
+    print(f"   loss {run['first_loss']:.2f} -> {run['last_loss']:.2f} in {run['seconds']:.0f} s; model in "
+          f"{run['final_dir']}")
     return run | dict(name=mdl['name'])
 
 def step_evaluate(tables: Tables, split: Split, run: dict, out: Path,
@@ -104,15 +108,17 @@ def step_evaluate(tables: Tables, split: Split, run: dict, out: Path,
                   yes_no: bool = False,    # also the yes/no direct prompts (100 prompts per user: slower)
                   bf16: bool = False,      # evaluate under bf16 autocast
                   progress: bool = True, baseline_models=None) -> dict:
-    "RecSysLLM (seen and unseen prompts) and every baseline on the same test users; the report folder; the tables printed."
+    ("RecSysLLM (seen and unseen prompts) and every baseline on the same test users; the report folder; the tables "
+     "printed.")
     print(f'\n== Evaluation on {n_users or "all"} test users (seed {seed}): RecSysLLM and the baselines')
-    cfg = ExperimentConfig(model=str(run['final_dir']), n_users=n_users or None, seed=seed, beams=beams, progress=progress,
-                           direct_modes=('candidates', 'yes/no') if yes_no else ('candidates',), bf16=bf16,
-                           model_name=f"RecSysLLM ({run.get('name', 'GLM')})")
+    cfg = ExperimentConfig(model=str(run['final_dir']), n_users=n_users or None, seed=seed, beams=beams,
+                           progress=progress, direct_modes=('candidates', 'yes/no') if yes_no else ('candidates',),
+                           bf16=bf16, model_name=f"RecSysLLM ({run.get('name', 'GLM')})")
     extra = dict(model=run.get('name', 'GLM'), training_steps=len(run['history']) and run['history'][-1]['step'],
                  training_seconds=round(run['seconds'], 1), first_loss=round(run['first_loss'], 3),
                  last_loss=round(run['last_loss'], 3), training_prompts=run['n_tasks'])
-    exp = run_experiments(tables, split, run['model'], run['tokenizer'], out, cfg, extra=extra, baseline_models=baseline_models)
+    exp = run_experiments(tables, split, run['model'], run['tokenizer'], out, cfg, extra=extra,
+                          baseline_models=baseline_models)
     print(format_tables(exp['rows']))
     print(format_tables(exp['rows'], 'all'))
     return exp
@@ -120,7 +126,8 @@ def step_evaluate(tables: Tables, split: Split, run: dict, out: Path,
 # %% ../nbs/15_demo.ipynb #3a5bf507
 @call_parse
 def recsysllm_demo(out: str = 'runs/demo',  # report folder: report.md, results.json, PNGs, config, the model
-                   model: str = DEFAULT_LM, # pre-trained LM (registered name or local folder) or 'glm' (small, from scratch)
+                   # pre-trained LM (registered name or local folder) or 'glm' (small, from scratch)
+                   model: str = DEFAULT_LM,
                    n_show: int = 3,         # users printed as text
                    seed: int = 0,           # one seed for the split, the sampling, training and evaluation
                    steps: int = None,       # training steps (0: stop after the text); default: the model's DEMO_PRESETS
@@ -129,7 +136,8 @@ def recsysllm_demo(out: str = 'runs/demo',  # report folder: report.md, results.
                    size: str = 'small',     # GLM size preset (--model glm)
                    n_users: int = None,     # test users evaluated (0: all 943; default: preset)
                    beams: int = None,       # beams of the sequential constrained beam search (default: preset)
-                   yes_no: store_true = False,       # also evaluate the yes/no direct prompts (100 prompts per user: slower)
+                   # also evaluate the yes/no direct prompts (100 prompts per user: slower)
+                   yes_no: store_true = False,
                    no_progress: store_true = False,  # no progress bars
                   ):
     "The main job on MovieLens-100K: tables, text, model, training, RecSysLLM and baselines evaluated, report."
@@ -145,7 +153,8 @@ def recsysllm_demo(out: str = 'runs/demo',  # report folder: report.md, results.
         mdl = step_model(o, model, 'pretrained', cfg['lora_rank'], seed)
         run = step_pretrain(tables, split, mdl, o, cfg['steps'], cfg['batch_size'], cfg['lr'], size, cfg['bf16'], seed,
                             not no_progress)
-        exp = step_evaluate(tables, split, run, o, cfg['n_users'], cfg['beams'], seed, yes_no, cfg['bf16'], not no_progress)
+        exp = step_evaluate(tables, split, run, o, cfg['n_users'], cfg['beams'], seed, yes_no, cfg['bf16'],
+                            not no_progress)
         report.update(experiment=str(exp['paths']['report']), users_evaluated=len(exp['users']),
                       model_dir=str(run['final_dir']))
     report.update(wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(time.process_time() - c0, 1))

@@ -220,8 +220,8 @@ def summary(self: Explorer) -> str:
     m, src = self.masked, f'user {self.user}' if not self.text.strip() else 'pasted text'
     lv = self.level if self.level != 'mixture' else f'mixture (drew {m.level})'
     return (f'{src} | tokenizer {self.tokenizer_kind} | mode {self.mode} | level {lv} | seed {self.seed} | '
-            f'ratio {self.ratio:g} | {"shuffled" if self.shuffle else "chronological"} | Part A {len(m.part_a)} tokens, '
-            f'Part B {len(m.part_b_in)} tokens in {len(m.spans)} span(s)')
+            f'ratio {self.ratio:g} | {"shuffled" if self.shuffle else "chronological"} | Part A {len(m.part_a)} '
+            f'tokens, Part B {len(m.part_b_in)} tokens in {len(m.spans)} span(s)')
 
 @patch
 def _strip(self: Explorer) -> str:

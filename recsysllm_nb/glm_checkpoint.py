@@ -23,7 +23,8 @@ def _unwrap(sd: dict) -> dict:
         inner = next((sd[k] for k in _WRAPPERS if isinstance(sd.get(k), dict)), None)
         if inner is None:
             bad = [k for k, v in sd.items() if not torch.is_tensor(v)][:5]
-            raise ValueError(f'read_state_dict: not a state dict: non-tensor entries {bad} and none of the wrapper keys {_WRAPPERS}')
+            raise ValueError(f'read_state_dict: not a state dict: non-tensor entries {bad} and none of the wrapper '
+                             f'keys {_WRAPPERS}')
         sd = inner
     return sd
 
@@ -74,7 +75,8 @@ class GLMLoadReport:
     missing: list = field(default_factory=list)       # model weights absent from the checkpoint (our names)
     unexpected: list = field(default_factory=list)    # checkpoint keys with no place in the model (checkpoint names)
     mismatched: list = field(default_factory=list)    # (our name, checkpoint shape, model shape)
-    ignored: list = field(default_factory=list)       # known buffers that are not weights (rotary inv_freq, mask buffers)
+    # known buffers that are not weights (rotary inv_freq, mask buffers)
+    ignored: list = field(default_factory=list)
     origin: str | None = None                         # 'hf', 'megatron', or None (see `glm_checkpoint_origin`)
     hidden_act: str = ''                              # the MLP's GELU the model got
 
@@ -88,7 +90,8 @@ class GLMLoadReport:
         origin = self.origin or 'state dict / saved here'
         lines = [f'GLM checkpoint {self.source} ({origin}, GELU {self.hidden_act!r}): {self.loaded} tensors loaded']
         if self.missing: lines.append(f'  missing from the checkpoint ({len(self.missing)}): {show(self.missing)}')
-        if self.unexpected: lines.append(f'  unexpected in the checkpoint ({len(self.unexpected)}): {show(self.unexpected)}')
+        if self.unexpected:
+            lines.append(f'  unexpected in the checkpoint ({len(self.unexpected)}): {show(self.unexpected)}')
         if self.mismatched: lines.append(f'  shape mismatch ({len(self.mismatched)}): ' + show(
             [f'{k} checkpoint {a} vs model {b}' for k, a, b in self.mismatched]))
         if self.ignored: lines.append(f'  ignored buffers ({len(self.ignored)}): {show(self.ignored)}')
@@ -149,7 +152,8 @@ def load_glm_checkpoint(src,                          # state dict, checkpoint f
     if tied and 'lm_head.weight' in sd:       # a saved copy of the tied matrix: fine if it is the same matrix
         lm, emb = sd.pop('lm_head.weight'), sd.get('glm.word_embeddings.weight')
         if emb is not None and not torch.equal(lm.to(emb.dtype), emb):
-            report.unexpected.append('lm_head.weight (differs from word_embeddings: use a config with tie_word_embeddings=False)')
+            report.unexpected.append('lm_head.weight (differs from word_embeddings: use a config with '
+                                     'tie_word_embeddings=False)')
     clashed = {k for k, _, _ in report.mismatched}
     report.missing = [k for k in shapes if k not in sd and k not in clashed and not (tied and k == 'lm_head.weight')]
     report.loaded = len(sd)

@@ -24,7 +24,8 @@ __all__ = ['HEADLINE_ARMS', 'Arm', 'train_arm', 'run_arm', 'distinct_top10', 'he
 class Arm:
     "One model row of the headline table: which model, how it starts, how it trains (steps=0: evaluated as it is)."
     name: str                        # the row's name in the tables
-    model: str = DEFAULT_LM          # registered pre-trained LM, a local causal-LM folder, or 'glm' (small GLM, from scratch)
+    # registered pre-trained LM, a local causal-LM folder, or 'glm' (small GLM, from scratch)
+    model: str = DEFAULT_LM
     init: str = 'pretrained'         # 'pretrained' or 'random' (same architecture, fresh seeded weights)
     steps: int = 300                 # training steps (0: zero-shot)
     lora_rank: int = 8               # LoRA rank on pre-trained weights (random init and GLM: 0, every weight trains)
@@ -65,7 +66,8 @@ def train_arm(arm: Arm, tables, split, o: Path, seed: int = 0, progress: bool = 
 def run_arm(arm: Arm, tables, split, out,
             n_users: int | None = 200,   # test users, drawn with the seed (None: all)
             seed: int = 0, beams: int = 20, progress: bool = True) -> list:
-    "The rows of one arm, evaluated on the seeded test users (read back from out/<slug>/ when that run is already done)."
+    ("The rows of one arm, evaluated on the seeded test users (read back from out/<slug>/ when that run is already "
+     "done).")
     o, key = Path(out) / arm.slug, dict(arm=asdict(arm), n_users=n_users, seed=seed, beams=beams)
     done = o / 'results.json'
     if done.exists() and json.loads(done.read_text())['run'].get('key') == key:
@@ -97,7 +99,8 @@ def headline(out='runs/headline', arms=HEADLINE_ARMS, n_users: int | None = 200,
     cfg = ExperimentConfig(n_users=n_users, seed=seed, beams=beams, direct_modes=('candidates',), progress=progress)
     extra = dict(arms=[asdict(a) for a in arms], wall_s=round(time.perf_counter() - t0, 1),
                  distinct_top10={a.name: distinct_top10(Path(out) / a.slug) for a in arms})   # of 10 x n_users slots
-    paths = write_report(out, rows, cfg, users, extra=extra, title='RecSysLLM headline: pre-trained vs scratch vs baselines')
+    paths = write_report(out, rows, cfg, users, extra=extra,
+                         title='RecSysLLM headline: pre-trained vs scratch vs baselines')
     print(format_tables(rows))
     return dict(rows=rows, tables=paper_tables(rows), users=users, paths=paths)
 

@@ -22,7 +22,8 @@ from .train import apply_lora
 __all__ = ['LAYOUT_CONFIGS', 'ml100k_examples', 'span_nll', 'inplace_nll', 'layout_study']
 
 # %% ../nbs/08b_layouts.ipynb #a50e594e
-LAYOUT_CONFIGS = (('glm', True), ('glm', False), ('inplace', True), ('inplace', False), ('append', True), ('append', False))
+LAYOUT_CONFIGS = (('glm', True), ('glm', False), ('inplace', True), ('inplace', False), ('append', True),
+                  ('append', False))
 
 def ml100k_examples(tok, users, seed: int = 0) -> list:
     "Tokenized textualized training histories of MovieLens-100K `users` (20 sampled items each), with their indices."
@@ -63,7 +64,8 @@ def layout_study(model: str = DEFAULT_LM,   # registered name or local folder of
                  n_train: int = 40, n_eval: int = 16,  # ML-100K users trained on / measured on (disjoint)
                  steps: int = 20, batch_size: int = 4, max_length: int = 160, lr: float = 1e-3, seed: int = 0,
                  configs=LAYOUT_CONFIGS, bf16: bool = True, progress: bool = True) -> pd.DataFrame:
-    "Span-token loss of each (layout, Part A bidirectional?) at step 0 and after `steps` LoRA steps, plus the in-place reference."
+    ("Span-token loss of each (layout, Part A bidirectional?) at step 0 and after `steps` LoRA steps, plus the "
+     "in-place reference.")
     lm, tok, new = load_pretrained(model)
     sids = special_ids(tok); users = [str(u) for u in range(1, n_train + n_eval + 1)]
     ex = ml100k_examples(tok, users, seed); tr, ev = ex[:n_train], ex[n_train:]
@@ -85,6 +87,6 @@ def layout_study(model: str = DEFAULT_LM,   # registered name or local folder of
             loss.backward(); opt.step(); opt.zero_grad(); losses.append(loss.item())
         pm.eval()
         rows.append(dict(layout=layout, part_a='bidirectional' if bidir else 'causal', step0=step0,
-                         after=_mean_nll(pm, evb, sids.eop), train_first=losses[0], train_last=float(np.mean(losses[-5:])),
-                         train_s=time.perf_counter() - t0))
+                         after=_mean_nll(pm, evb, sids.eop), train_first=losses[0],
+                         train_last=float(np.mean(losses[-5:])), train_s=time.perf_counter() - t0))
     return pd.DataFrame(rows).assign(in_place=s / n, eval_tokens=n, steps=steps, users_eval=n_eval)

@@ -14,9 +14,11 @@ __all__ = ['GLM_10B', 'GLM_LARGE', 'NF4_BYTES', 'GiB', 'gpu_config', 'cpu_config
 
 # %% ../nbs/08a_lora_gpu.ipynb #f4b7cfba
 def gpu_config(output_dir='runs/llama-1b-lora',  # checkpoints and final adapter
-               model_path: str | None = None,      # a local 1B-class checkpoint (default: a fresh `1b` Llama from the preset)
+               # a local 1B-class checkpoint (default: a fresh `1b` Llama from the preset)
+               model_path: str | None = None,
                **kw) -> TrainConfig:               # other `TrainConfig` fields
-    "LoRA (rank 8) on a 1B-class Llama in bf16 with gradient checkpointing: 8 x 1024-token samples per step, one A100 / H100."
+    ("LoRA (rank 8) on a 1B-class Llama in bf16 with gradient checkpointing: 8 x 1024-token samples per step, one A100 "
+     "/ H100.")
     return TrainConfig(**{**dict(model='llama', size='1b', model_path=model_path, steps=1000, lr=2e-4, batch_size=8,
                                  max_length=1024, lora_rank=8, bf16=True, gradient_checkpointing=True, save_steps=200,
                                  output_dir=str(output_dir)), **kw})
@@ -73,17 +75,19 @@ def shape_of(config, name: str | None = None) -> ModelShape:
         s = shape_of(config.base_config, name)
         return ModelShape(**{**s.__dict__, 'extra': s.extra + config.max_intra * s.hidden})
     if mt == 'recsysllm_glm':
-        return ModelShape(name or 'glm', config.num_layers, config.hidden_size, config.num_attention_heads, config.vocab_size,
-                          config.intermediate_size, 'glm', positions=config.max_sequence_length + 1,
-                          n_position_tables=2 if config.position_encoding == 'learned' else 0, tied=config.tie_word_embeddings)
+        return ModelShape(name or 'glm', config.num_layers, config.hidden_size, config.num_attention_heads,
+                          config.vocab_size, config.intermediate_size, 'glm', positions=config.max_sequence_length + 1,
+                          n_position_tables=2 if config.position_encoding == 'learned' else 0,
+                          tied=config.tie_word_embeddings)
     if mt in ('llama', 'qwen2'):
         bias = 'qkv' if mt == 'qwen2' else ('all' if getattr(config, 'attention_bias', False) else 'none')
-        return ModelShape(name or mt, config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.vocab_size,
-                          config.intermediate_size, 'llama', config.num_key_value_heads, bias, layer_norm=False,
-                          tied=config.tie_word_embeddings)
+        return ModelShape(name or mt, config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
+                          config.vocab_size, config.intermediate_size, 'llama', config.num_key_value_heads, bias,
+                          layer_norm=False, tied=config.tie_word_embeddings)
     if mt == 'gpt2':
         return ModelShape(name or 'gpt2', config.n_layer, config.n_embd, config.n_head, config.vocab_size,
-                          config.n_inner or 4 * config.n_embd, 'gpt2', positions=config.n_positions, n_position_tables=1)
+                          config.n_inner or 4 * config.n_embd, 'gpt2', positions=config.n_positions,
+                          n_position_tables=1)
     raise ValueError(f'shape_of: no rule for model_type {mt!r}')
 
 GLM_10B = ModelShape('glm-10b', 48, 4096, 64, 50304, 16384, 'glm', positions=1025, n_position_tables=2)
@@ -108,7 +112,8 @@ def nf4_bytes(model) -> int:
         total += p.numel() * p.element_size()
         qs = p.quant_state
         total += qs.absmax.numel() * qs.absmax.element_size()
-        if getattr(qs, 'state2', None) is not None: total += qs.state2.absmax.numel() * qs.state2.absmax.element_size() + 4
+        if getattr(qs, 'state2', None) is not None:
+            total += qs.state2.absmax.numel() * qs.state2.absmax.element_size() + 4
     return total
 
 # %% ../nbs/08a_lora_gpu.ipynb #cb885cd2

@@ -21,7 +21,8 @@ LEVELS = ('entity', 'sentence', 'document')  # the three objectives, with mask t
 class MaskConfig:
     "How `mask_sample` corrupts a sample. Defaults: RecSysLLM (entity-aware, chronological) on GLM-10B's objective mix."
     ratio: float = 0.15                   # fraction of the tokens covered at entity and sentence level
-    poisson_lambda: float = 3.0           # entity level: span lengths (in units) follow a zero-truncated Poisson(lambda)
+    # entity level: span lengths (in units) follow a zero-truncated Poisson(lambda)
+    poisson_lambda: float = 3.0
     max_span_units: int = 39              # ... capped at this many units (GLM draws lengths 1..39)
     level_probs: tuple = (0.5, 0.3, 0.2)  # probabilities of the entity / sentence / document objectives
     doc_min_ratio: float = 0.5            # document level: the span covers at least this fraction of the text ...
@@ -31,13 +32,17 @@ class MaskConfig:
 
     def __post_init__(self):
         if not 0 < self.ratio < 1: raise ValueError(f'MaskConfig.ratio must lie in (0, 1), got {self.ratio}')
-        if self.poisson_lambda <= 0: raise ValueError(f'MaskConfig.poisson_lambda must be > 0, got {self.poisson_lambda}')
-        if self.max_span_units < 1: raise ValueError(f'MaskConfig.max_span_units must be >= 1, got {self.max_span_units}')
+        if self.poisson_lambda <= 0:
+            raise ValueError(f'MaskConfig.poisson_lambda must be > 0, got {self.poisson_lambda}')
+        if self.max_span_units < 1:
+            raise ValueError(f'MaskConfig.max_span_units must be >= 1, got {self.max_span_units}')
         p = np.asarray(self.level_probs, dtype=float)
         if p.shape != (3,) or (p < 0).any() or p.sum() <= 0:
-            raise ValueError(f'MaskConfig.level_probs must be 3 non-negative weights (entity, sentence, document), got {self.level_probs}')
+            raise ValueError(f'MaskConfig.level_probs must be 3 non-negative weights (entity, sentence, document), '
+                             f'got {self.level_probs}')
         if not 0 < self.doc_min_ratio <= self.doc_max_ratio <= 1:
-            raise ValueError(f'MaskConfig needs 0 < doc_min_ratio <= doc_max_ratio <= 1, got {self.doc_min_ratio}, {self.doc_max_ratio}')
+            raise ValueError(f'MaskConfig needs 0 < doc_min_ratio <= doc_max_ratio <= 1, got {self.doc_min_ratio}, '
+                             f'{self.doc_max_ratio}')
         k = np.arange(1, self.max_span_units + 1)
         pmf = np.exp(k * math.log(self.poisson_lambda) - self.poisson_lambda - np.array([math.lgamma(i + 1) for i in k]))
         self.length_probs = pmf / pmf.sum()          # P(length = 1..max_span_units), the law GLM samples from
@@ -53,7 +58,8 @@ class MaskConfig:
 # %% ../nbs/03_masking.ipynb #d12c5f37
 @dataclass
 class MaskedSample:
-    "One sample after blank-infilling corruption: Part A (corrupted text) and Part B (`[sop]`+span in, span+`[eop]` out)."
+    ("One sample after blank-infilling corruption: Part A (corrupted text) and Part B (`[sop]`+span in, span+`[eop]` "
+     "out).")
     part_a: np.ndarray      # int64 [la]: corrupted text, each span replaced by ONE mask token id
     a_entity: np.ndarray    # int32 [la]: entity index of each Part A token (-1 for plain tokens and mask tokens)
     mask_pos: np.ndarray    # int64 [m]: position in Part A of each span's mask token, in Part B order
@@ -161,7 +167,8 @@ def apply_spans_batch(toks: list,          # list[TokenizedSample]
                       orders: list | None = None,  # per sample: Part B order (a permutation of its spans) or None
                       entity_aware: bool = True    # False: entity indices are dropped (-1), as GLM has none
                      ) -> list:            # list[MaskedSample]
-    "Part A and Part B of a whole batch in one vectorized pass (no per-token Python loop); Part B chronological by default."
+    ("Part A and Part B of a whole batch in one vectorized pass (no per-token Python loop); Part B chronological by "
+     "default.")
     B = len(toks)
     if B == 0: return []
     n = np.array([len(t.input_ids) for t in toks], dtype=np.int64)
@@ -206,9 +213,9 @@ def apply_spans_batch(toks: list,          # list[TokenizedSample]
     out, a0 = [], 0
     for i, (k0, k1) in enumerate(zip(k_off.tolist(), (k_off + k).tolist())):   # one cheap slice per sample and field
         a1, b0, b1 = a_end[i], b_beg[i], b_end[i]
-        out.append(MaskedSample(part_a=part_a[a0:a1], a_entity=a_ent[a0:a1], mask_pos=mask_pos[k0:k1], spans=local[k0:k1],
-                                part_b_in=b_in[b0:b1], part_b_out=b_out[b0:b1], b_span=b_span[b0:b1],
-                                b_entity=b_ent[b0:b1], level=levels[i]))
+        out.append(MaskedSample(part_a=part_a[a0:a1], a_entity=a_ent[a0:a1], mask_pos=mask_pos[k0:k1],
+                                spans=local[k0:k1], part_b_in=b_in[b0:b1], part_b_out=b_out[b0:b1],
+                                b_span=b_span[b0:b1], b_entity=b_ent[b0:b1], level=levels[i]))
         a0 = a1
     return out
 
@@ -253,7 +260,8 @@ def mask_sample(sample: TokenizedSample,            # the tokenized sample
                 config: MaskConfig | None = None,  # default `MaskConfig()` (RecSysLLM); `MaskConfig.glm()` for GLM
                 level: str | None = None         # force the objective instead of drawing it
                ) -> MaskedSample:
-    "Corrupt one sample for blank infilling: draw the objective, sample its spans (never splitting a unit), build A and B."
+    ("Corrupt one sample for blank infilling: draw the objective, sample its spans (never splitting a unit), build A "
+     "and B.")
     return mask_batch([sample], special_ids, rng, config, None if level is None else [level])[0]
 
 # %% ../nbs/03_masking.ipynb #dde0e226
@@ -270,7 +278,8 @@ def show_masked(ms: MaskedSample, tokenizer,  # the tokenizer that made the ids
                 width: int = 100              # cut each line at this many characters (0: no cut)
                ) -> str:
     "Part A and each Part B span, decoded, as readable text (special tokens shown as they are)."
-    dec = lambda ids: tokenizer.decode([int(i) for i in ids], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    dec = lambda ids: tokenizer.decode([int(i) for i in ids], skip_special_tokens=False,
+                                       clean_up_tokenization_spaces=False)
     cut = lambda s: s if not width or len(s) <= width else s[:width - 3] + '...'
     lines = [f'level: {ms.level}, {len(ms.spans)} span(s)', 'Part A: ' + cut(dec(ms.part_a))]
     for j in range(len(ms.spans)):

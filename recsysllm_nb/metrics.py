@@ -16,7 +16,8 @@ __all__ = ['parse_ratings', 'rating_metrics', 'hit_at_k', 'ndcg_at_k', 'ranking_
 _NUMBER = r'([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)'
 
 def parse_ratings(outputs,              # model outputs: strings and/or numbers (None allowed), one per example
-                  strict: bool = False, # True: the whole stripped string must be a number; False: take the first number in it
+                  # True: the whole stripped string must be a number; False: take the first number in it
+                  strict: bool = False,
                  ) -> tuple[np.ndarray, np.ndarray]:
     "Parse rating outputs: float64 values (NaN where nothing parses) and a bool mask of the outputs that did not parse."
     s = pd.Series(list(outputs), dtype=object)
@@ -27,7 +28,8 @@ def parse_ratings(outputs,              # model outputs: strings and/or numbers 
     if txt.any():
         t = s[txt].astype(str).str.strip()
         pat = rf'^{_NUMBER}$' if strict else _NUMBER
-        vals[txt.to_numpy()] = pd.to_numeric(t.str.extract(pat, expand=False), errors='coerce').astype('float64').to_numpy()
+        vals[txt.to_numpy()] = pd.to_numeric(t.str.extract(pat, expand=False),
+                                             errors='coerce').astype('float64').to_numpy()
     bad = ~np.isfinite(vals)
     vals[bad] = np.nan
     return vals, bad
@@ -37,21 +39,26 @@ def rating_metrics(outputs,                # predictions: numbers or text output
                    truth,                  # true ratings, same length
                    lo: float = 1.0,        # lowest rating of the scale (parsed values are clipped to [lo, hi])
                    hi: float = 5.0,        # highest rating of the scale
-                   fallback: float | None = None,  # score of an unparsable output; None = middle of the scale (lo + hi) / 2
+                   # score of an unparsable output; None = middle of the scale (lo + hi) / 2
+                   fallback: float | None = None,
                    strict: bool = False,   # passed to `parse_ratings`
                   ) -> dict:
-    "RMSE and MAE over every example: unparsable outputs scored as `fallback` and counted in `n_unparsed`, parsed values clipped to [lo, hi]."
+    ("RMSE and MAE over every example: unparsable outputs scored as `fallback` and counted in `n_unparsed`, parsed "
+     "values clipped to [lo, hi].")
     y = np.asarray(truth, dtype='float64')
     p, bad = parse_ratings(outputs, strict=strict)
     if len(p) != len(y): raise ValueError(f'rating_metrics: {len(p)} outputs but {len(y)} true ratings')
     if len(y) == 0: raise ValueError('rating_metrics: no examples')
-    if not np.isfinite(y).all(): raise ValueError(f'rating_metrics: true rating at position {int(np.flatnonzero(~np.isfinite(y))[0])} is not a number')
+    if not np.isfinite(y).all():
+        raise ValueError(f'rating_metrics: true rating at position {int(np.flatnonzero(~np.isfinite(y))[0])} is not a '
+                         f'number')
     fb = (lo + hi) / 2 if fallback is None else float(fallback)
     clipped = ~bad & ((p < lo) | (p > hi))
     p = np.where(bad, fb, np.clip(p, lo, hi))
     e = p - y
     return {'RMSE': float(np.sqrt(np.mean(e * e))), 'MAE': float(np.mean(np.abs(e))), 'n': int(len(y)),
-            'n_unparsed': int(bad.sum()), 'n_clipped': int(clipped.sum()), 'fallback': fb, 'range': (float(lo), float(hi))}
+            'n_unparsed': int(bad.sum()), 'n_clipped': int(clipped.sum()), 'fallback': fb,
+            'range': (float(lo), float(hi))}
 
 # %% ../nbs/11_metrics.ipynb #3dc8a150
 def hit_at_k(ranks,     # 1-based rank of the relevant item per user (np.inf = not ranked)
@@ -112,21 +119,26 @@ def rank_in_list(ranked,     # per user, a ranked list of item ids (best first);
 # %% ../nbs/11_metrics.ipynb #72b4075c
 def rank_from_scores(scores,                 # float [n, c]: higher is better
                      target,                 # int [n]: column of each row's relevant item
-                     exclude=None,           # bool [n, c] or None: columns left out of the ranking (the target column never is)
+                     # bool [n, c] or None: columns left out of the ranking (the target column never is)
+                     exclude=None,
                      ties: str = 'random',   # 'random' (seeded, uniform among ties), 'pessimistic' or 'optimistic'
                      seed: int = 0,          # seed of the random tie-break
-                     tie_u=None,             # float [n] in [0, 1) or None: the random tie-break's uniform draws (default: drawn with `seed`);
+                     # float [n] in [0, 1) or None: the random tie-break's uniform draws (default: drawn with `seed`);
+                     tie_u=None,
                                              # pass them to rank rows chunk by chunk with the same result as all at once
                     ) -> np.ndarray:
     "1-based rank (float64 [n]) of each row's target column among the row's non-excluded columns."
     s = np.asarray(scores, dtype='float64')
     t = np.asarray(target, dtype=np.int64).reshape(-1)
-    if s.ndim != 2 or len(s) != len(t): raise ValueError(f'rank_from_scores: scores must be [n, c] with n = len(target); got {s.shape} and {len(t)}')
-    if ((t < 0) | (t >= s.shape[1])).any(): raise ValueError(f'rank_from_scores: target column out of range 0..{s.shape[1] - 1}')
+    if s.ndim != 2 or len(s) != len(t):
+        raise ValueError(f'rank_from_scores: scores must be [n, c] with n = len(target); got {s.shape} and {len(t)}')
+    if ((t < 0) | (t >= s.shape[1])).any():
+        raise ValueError(f'rank_from_scores: target column out of range 0..{s.shape[1] - 1}')
     if np.isnan(s).any():
         i, j = np.argwhere(np.isnan(s))[0]
         raise ValueError(f'rank_from_scores: score is NaN at row {i}, column {j}')
-    if ties not in ('random', 'pessimistic', 'optimistic'): raise ValueError(f"ties must be 'random', 'pessimistic' or 'optimistic', got {ties!r}")
+    if ties not in ('random', 'pessimistic', 'optimistic'):
+        raise ValueError(f"ties must be 'random', 'pessimistic' or 'optimistic', got {ties!r}")
     rows = np.arange(len(t))
     ps = s[rows, t][:, None]
     keep = np.ones(s.shape, bool) if exclude is None else ~np.asarray(exclude, bool)
@@ -136,7 +148,8 @@ def rank_from_scores(scores,                 # float [n, c]: higher is better
     if ties == 'optimistic': extra = np.zeros_like(eq)
     elif ties == 'pessimistic': extra = eq
     else:
-        u = np.random.default_rng(seed).random(len(t)) if tie_u is None else np.asarray(tie_u, dtype='float64').reshape(-1)
+        u = (np.random.default_rng(seed).random(len(t)) if tie_u is None
+             else np.asarray(tie_u, dtype='float64').reshape(-1))
         if len(u) != len(t): raise ValueError(f'rank_from_scores: {len(u)} tie_u draws for {len(t)} rows')
         extra = np.minimum(np.floor(u * (eq + 1)), eq).astype(np.int64)
     return (1 + gt + extra).astype('float64')
@@ -167,25 +180,29 @@ def _history_mask(columns, history, n):
 def rank_excluding_history(target,        # per row, the relevant item id
                            history,       # per row, the item ids the user consumed before the target (excluded)
                            scores=None,   # float [n, c]: scores of the items in `columns` (higher is better) ...
-                           columns=None,  # ... their item ids: one list for every row (full ranking) or [n, c] (candidates)
+                           # ... their item ids: one list for every row (full ranking) or [n, c] (candidates)
+                           columns=None,
                            ranked=None,   # or: per row, a ranked list of item ids (best first), e.g. beam-search output
                            ties: str = 'random', seed: int = 0, tie_u=None,   # tie-break (see `rank_from_scores`)
                           ) -> np.ndarray:
     "1-based ranks under the one rule: history items are not ranked; a target that repeats one is a miss (np.inf)."
     t, h = list(target), [list(x) for x in history]
     rep = repeated_targets(t, h)
-    if (scores is None) == (ranked is None): raise ValueError('rank_excluding_history: give scores (with columns) or ranked')
+    if (scores is None) == (ranked is None):
+        raise ValueError('rank_excluding_history: give scores (with columns) or ranked')
     if ranked is not None:
         r = rank_in_list([[i for i in row if i not in hs] for row, hs in zip(ranked, map(set, h))], t)
     else:
         s = np.asarray(scores, dtype='float64'); cols = np.asarray(columns, dtype=object)
         if s.ndim != 2 or len(s) != len(t) or cols.shape not in ((s.shape[1],), s.shape):
-            raise ValueError(f'rank_excluding_history: scores {s.shape}, columns {cols.shape}, {len(t)} targets do not match')
+            raise ValueError(f'rank_excluding_history: scores {s.shape}, columns {cols.shape}, {len(t)} targets do '
+                             f'not match')
         if cols.ndim == 1: tc = pd.Index(cols).get_indexer(pd.Index(t, dtype=object))
         else:
             eq = cols == np.asarray(t, dtype=object)[:, None]; tc = np.where(eq.any(1), eq.argmax(1), -1)
         if (tc < 0).any():
-            i = int(np.flatnonzero(tc < 0)[0]); raise ValueError(f'rank_excluding_history: target {t[i]!r} of row {i} is not a column')
+            i = int(np.flatnonzero(tc < 0)[0])
+            raise ValueError(f'rank_excluding_history: target {t[i]!r} of row {i} is not a column')
         r = rank_from_scores(s, tc, _history_mask(cols, h, len(t)), ties=ties, seed=seed, tie_u=tie_u)
     r[rep] = np.inf
     return r
@@ -213,7 +230,8 @@ def bleu(hyps,                  # generated texts, one per example
     m = max(len(r) for r in R)
     streams = [[r[j] if j < len(r) else None for r in R] for j in range(m)]  # sacrebleu: one stream per reference slot
     b = sb.corpus_bleu(hyps, streams, tokenize=tokenize)
-    return {f'BLEU-4 (sacrebleu {tokenize}, x100)': float(b.score), 'n': len(hyps), 'version': f'sacrebleu {sb.__version__}'}
+    return {f'BLEU-4 (sacrebleu {tokenize}, x100)': float(b.score), 'n': len(hyps),
+            'version': f'sacrebleu {sb.__version__}'}
 
 # %% ../nbs/11_metrics.ipynb #29fff0e0
 def rouge(hyps,                 # generated texts, one per example
@@ -230,11 +248,13 @@ def rouge(hyps,                 # generated texts, one per example
     out = {}
     for name, key in (('ROUGE-1', 'rouge1'), ('ROUGE-2', 'rouge2'), ('ROUGE-L', 'rougeL')):
         parts = (('F', 'fmeasure'), ('P', 'precision'), ('R', 'recall')) if prf else (('F', 'fmeasure'),)
-        for p, attr in parts: out[f'{name} {p} (rouge-score, x100)'] = 100 * float(np.mean([getattr(x[key], attr) for x in per]))
+        for p, attr in parts:
+            out[f'{name} {p} (rouge-score, x100)'] = 100 * float(np.mean([getattr(x[key], attr) for x in per]))
     out['n'] = len(hyps); out['version'] = f"rouge-score {importlib.metadata.version('rouge-score')}"
     return out
 
 def text_metrics(hyps, refs, **kw) -> dict:
     "BLEU-4 (sacrebleu) and ROUGE-1/2/L F (rouge-score) in one dict, all x100 (keyword arguments go to `rouge`)."
     b, r = bleu(hyps, refs), rouge(hyps, refs, **kw)
-    return {**{k: v for k, v in b.items() if k not in ('n', 'version')}, **r, 'version': f"{b['version']}; {r['version']}"}
+    return {**{k: v for k, v in b.items() if k not in ('n', 'version')}, **r,
+            'version': f"{b['version']}; {r['version']}"}

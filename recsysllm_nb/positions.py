@@ -25,7 +25,8 @@ def run_counter(restart: np.ndarray  # bool [n]: True where the count restarts a
 
 # %% ../nbs/04_positions.ipynb #3b054ba5
 def continues_entity(entity: np.ndarray,   # int [n]: entity index per token, -1 for plain, mask and special tokens
-                     seq_starts=None        # int indices where a new sequence starts (samples concatenated): never continues
+                     # int indices where a new sequence starts (samples concatenated): never continues
+                     seq_starts=None
                     ) -> np.ndarray:        # bool [n]
     "True where token t continues the entity of token t-1 (the same entity index, and that index >= 0)."
     e = np.asarray(entity)
@@ -89,9 +90,11 @@ def position_ids_2d(a_entity: np.ndarray,  # int [la]: Part A entity index per t
                     b_span: np.ndarray,    # int [lb]: span index per Part B token
                     b_entity: np.ndarray,  # int [lb]: entity index per Part B input token (-1 for [sop] and plain)
                     block_ids: bool = False, # GLM block ids (1..len+1 per span, 0 in Part A), not entity intra ids
-                    layout: str = 'glm',   # where the base model's own positions put Part B (`LAYOUTS`); 'glm': no third row
+                    # where the base model's own positions put Part B (`LAYOUTS`); 'glm': no third row
+                    layout: str = 'glm',
                    ) -> np.ndarray:        # int64 [2, la + lb] (inter, intra), or [3, la + lb] (inter, intra, base)
-    "The position rows of one sample (Part A then Part B): inter, intra (entity ids or GLM's block ids), and base if the layout needs one."
+    ("The position rows of one sample (Part A then Part B): inter, intra (entity ids or GLM's block ids), and base if "
+     "the layout needs one.")
     la = len(a_entity)
     if len(b_entity) != len(b_span):
         raise ValueError(f'position_ids_2d: b_entity has {len(b_entity)} tokens but b_span has {len(b_span)}')
@@ -110,7 +113,8 @@ def base_positions(layout: str,          # one of `LAYOUTS`
                    inter_b: np.ndarray,  # int [lb]: inter-position of each Part B token (its span's mask position)
                    offset_b: np.ndarray, # int [lb]: offset of each Part B token in its span (0 at `[sop]`)
                   ) -> np.ndarray:       # int64 [la + lb]
-    "THE base-position rule: Part A counts 0..la-1; Part B at its mask ('glm'), after its mask ('inplace') or after Part A ('append')."
+    ("THE base-position rule: Part A counts 0..la-1; Part B at its mask ('glm'), after its mask ('inplace') or after "
+     "Part A ('append').")
     if layout not in LAYOUTS: raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
     ib, ob = np.asarray(inter_b, np.int64), np.asarray(offset_b, np.int64)
     if ib.shape != ob.shape: raise ValueError(f'base_positions: inter_b {ib.shape} and offset_b {ob.shape} differ')
@@ -121,7 +125,8 @@ def base_positions(layout: str,          # one of `LAYOUTS`
 def prefix_lm_mask(prefix_len,        # int [b]: length of Part A per sample (GLM's `sep`); torch or numpy
                    attention_mask     # int/bool [b, l]: 1 on real tokens, 0 on padding; torch or numpy
                   ) -> torch.Tensor:  # bool [b, 1, l, l], True = query i may attend to key j
-    "Prefix-LM mask: key j visible to query i iff attention_mask[j] and (j < prefix_len or j <= i); pad rows see themselves."
+    ("Prefix-LM mask: key j visible to query i iff attention_mask[j] and (j < prefix_len or j <= i); pad rows see "
+     "themselves.")
     am = torch.as_tensor(attention_mask).bool()
     if am.ndim != 2: raise ValueError(f'prefix_lm_mask: attention_mask must be [batch, length], got {tuple(am.shape)}')
     p = torch.as_tensor(prefix_len, device=am.device).reshape(-1, 1, 1)
@@ -148,7 +153,8 @@ def expand_attention(compact,                 # int [b, 2]: (prefix_len, valid_l
                     ) -> torch.Tensor:         # bool [b, 1, length, length]
     "Expand the compact (prefix_len, valid_len) form to the 4-D boolean mask, through `prefix_lm_mask`."
     c = torch.as_tensor(np.asarray(compact), dtype=torch.long)
-    if c.ndim != 2 or c.shape[1] != 2: raise ValueError(f'expand_attention: compact must be [batch, 2], got {tuple(c.shape)}')
+    if c.ndim != 2 or c.shape[1] != 2:
+        raise ValueError(f'expand_attention: compact must be [batch, 2], got {tuple(c.shape)}')
     length = int(c[:, 1].max()) if length is None else length
     if len(c) and int(c[:, 1].max()) > length:
         raise ValueError(f'expand_attention: a valid length {int(c[:, 1].max())} exceeds the padded length {length}')
@@ -178,7 +184,8 @@ def plot_position_table(tokens,               # list[str]: the token strings (Pa
         text = [[str(tokens[c])[:9] for c in cc], part, [str(pos[0, c]) for c in cc], [str(pos[1, c]) for c in cc]]
         base = ['#dbe9f6' if p == 'A' else '#fde3c8' for p in part]
         ent = ['#9ecae1' if p == 'A' else '#fdae6b' for p in part]
-        colours = [[ent[k] if entity is not None and entity[c] else base[k] for k, c in enumerate(cc)] for _ in range(4)]
+        colours = [[ent[k] if entity is not None and entity[c] else base[k] for k, c in enumerate(cc)]
+                   for _ in range(4)]
         fill = width - len(cc) if len(chunks) > 1 else 0           # keep the columns of a short last row aligned
         text = [r + [''] * fill for r in text]; colours = [r + ['white'] * fill for r in colours]
         tbl = ax.table(cellText=text, rowLabels=['token', 'part', 'inter', 'intra'], cellColours=colours,
@@ -197,11 +204,13 @@ def plot_attention(mask,                     # bool [l, l] (or [1, l, l]): True 
     "The prefix-LM mask as a heatmap (dark = may attend), with lines at the Part A / Part B and padding boundaries."
     import matplotlib.pyplot as plt
     m = np.asarray(torch.as_tensor(mask).detach().cpu()).astype(bool).squeeze()
-    if m.ndim != 2 or m.shape[0] != m.shape[1]: raise ValueError(f'plot_attention: expected a square mask, got {m.shape}')
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f'plot_attention: expected a square mask, got {m.shape}')
     if ax is None: _, ax = plt.subplots(figsize=(4.2, 4.2))
     ax.imshow(m, cmap='Greys', interpolation='nearest', vmin=0, vmax=1)
     for b in [prefix_len] + ([valid_len] if valid_len is not None and valid_len < len(m) else []):
         ax.axvline(b - 0.5, color='tab:red', lw=0.8); ax.axhline(b - 0.5, color='tab:red', lw=0.8)
     ax.set_xlabel('key (attended to)'); ax.set_ylabel('query')
-    ax.set_title(title or f'prefix-LM mask: Part A = {prefix_len}' + (f', valid = {valid_len}' if valid_len else ''), fontsize=9)
+    ax.set_title(title or f'prefix-LM mask: Part A = {prefix_len}' + (f', valid = {valid_len}' if valid_len else ''),
+                 fontsize=9)
     return ax.figure

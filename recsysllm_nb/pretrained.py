@@ -28,7 +28,8 @@ def cache_root() -> Path:
 
 def gguf_file(name: str = DEFAULT_LM) -> Path:
     "The GGUF file of the registered model `name`, inside its installed package; a clear error naming what is missing."
-    if name not in PRETRAINED: raise KeyError(f'unknown pre-trained model {name!r}; registered: {sorted(set(PRETRAINED))}')
+    if name not in PRETRAINED:
+        raise KeyError(f'unknown pre-trained model {name!r}; registered: {sorted(set(PRETRAINED))}')
     p = PRETRAINED[name]
     spec = importlib.util.find_spec(p['package'])
     if spec is None or not spec.submodule_search_locations:
@@ -61,13 +62,15 @@ def convert_gguf(gguf: Path,   # a GGUF causal LM file
 def pretrained_lm(name_or_path: str = DEFAULT_LM,  # a registered name (see `PRETRAINED`) or a local model folder
                   cache: str | Path | None = None,  # where converted models live (default `cache_root()`)
                  ) -> Path:
-    "The folder of a pre-trained causal LM: a local folder as it is, or a registered model converted once into the cache."
+    ("The folder of a pre-trained causal LM: a local folder as it is, or a registered model converted once into the "
+     "cache.")
     p = Path(name_or_path)
     if p.is_dir():
         if not (p / 'config.json').exists(): raise FileNotFoundError(f'{p}: not a model folder (no config.json)')
         return p
     if name_or_path not in PRETRAINED:
-        raise FileNotFoundError(f'{name_or_path!r} is neither a local model folder nor a registered model {sorted(set(PRETRAINED))}')
+        raise FileNotFoundError(f'{name_or_path!r} is neither a local model folder nor a registered model '
+                                f'{sorted(set(PRETRAINED))}')
     out = Path(cache or cache_root()) / name_or_path.replace('_', '-')
     if not (out / 'config.json').exists(): convert_gguf(gguf_file(name_or_path), out)
     return out

@@ -24,7 +24,8 @@ DEMO_MODEL = 'runs/decode_demo/final'   # where this notebook saves its model an
 
 FIRST = ('no trained model in {path}. Train one first, for example by running the decode demo:\n'
          '    nbdev_test --path nbs/09a_recommend.ipynb          (saves runs/decode_demo/final)\n'
-         "or in Python:  from recsysllm_nb.train import pretrain_demo; pretrain_demo('runs/decode_demo', steps=60, size='tiny')\n"
+         "or in Python:  from recsysllm_nb.train import pretrain_demo; pretrain_demo('runs/decode_demo', steps=60, "
+         "size='tiny')\n"
          'then:  recsysllm_recommend 1 --model runs/decode_demo/final')
 
 def load_model(path=DEMO_MODEL,  # folder of a saved model (`save_pretrained`): GLM, adapter or any causal LM
@@ -57,9 +58,11 @@ def recommend(model, tokenizer,           # a trained model and its tokenizer
               keep_seen: bool = False,    # allow items the user already rated
               trie: EntityTrie | None = None,  # the pool (default: every item's unique name)
               names: dict | None = None) -> list:  # list[Hit], best first
-    "Top-k items for `user`: the prompt after the user's most recent items, constrained beam search over the trie of all items."
+    ("Top-k items for `user`: the prompt after the user's most recent items, constrained beam search over the trie of "
+     "all items.")
     if str(user) not in set(tables.users['user_id']):
-        raise ValueError(f"user {user!r} is not in the users table ({len(tables.users)} users, e.g. {tables.users['user_id'].iloc[0]!r})")
+        raise ValueError(f"user {user!r} is not in the users table ({len(tables.users)} users, e.g. "
+                         f"{tables.users['user_id'].iloc[0]!r})")
     names = item_names(tables.items) if names is None else names
     trie = EntityTrie.from_names(names, tokenizer) if trie is None else trie
     prompt = next_item_prompt(tables, split, str(user), tokenizer, names=names)
@@ -68,7 +71,8 @@ def recommend(model, tokenizer,           # a trained model and its tokenizer
 
 @call_parse
 def recsysllm_recommend(user: str,                 # user id (MovieLens-100K: 1 to 943)
-                        dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>', 'tables:<folder>' or 'seq:<folder>' (as recsysllm_data)
+                        # 'ml-100k', 'p5:<folder>', 'tables:<folder>' or 'seq:<folder>' (as recsysllm_data)
+                        dataset: str = 'ml-100k',
                         k: int = 10,               # titles to print
                         model: str = None,         # folder of the trained model (default: runs/decode_demo/final)
                         tokenizer: str = None,     # folder of its tokenizer (default: the model folder)

@@ -15,17 +15,20 @@ __all__ = ['make_seq_fixture', 'clean_title', 'load_sequences']
 
 # %% ../nbs/00b_sequences.ipynb #120fe6ad
 _FX_BRANDS = ['Lumina', 'Verde Botanics', 'Koru', 'Solace', 'Nordic Glow', 'Amberline', 'Petal & Pine']
-_FX_PRODUCTS = {'Lip Balm': ('Makeup', 'Lips'), 'Face Serum': ('Skin Care', 'Face'), 'Night Cream': ('Skin Care', 'Face'),
-                'Shampoo': ('Hair Care', 'Shampoos'), 'Nail Polish': ('Makeup', 'Nails'), 'Eye Liner': ('Makeup', 'Eyes'),
+_FX_PRODUCTS = {'Lip Balm': ('Makeup', 'Lips'), 'Face Serum': ('Skin Care', 'Face'),
+                'Night Cream': ('Skin Care', 'Face'), 'Shampoo': ('Hair Care', 'Shampoos'),
+                'Nail Polish': ('Makeup', 'Nails'), 'Eye Liner': ('Makeup', 'Eyes'),
                 'Hand Lotion': ('Skin Care', 'Hands'), 'Bath Salts': ('Bath & Body', 'Bath')}
 _FX_VARIANTS = ['Rose', 'Mint', 'Coconut', 'Lavender', 'Citrus', 'Unscented', 'Vanilla', 'Sea Salt']
 _FX_LONG = ('Amberline Deluxe Spa Gift Set with Body Wash, Bubble Bath, Body Lotion, Bath Salts, Shower Gel, Loofah, '
-            'Bath Bomb and Scented Candle in a Reusable Wicker Basket, Perfect Holiday Present for Women and Men')  # 34 words
+            # 34 words
+            'Bath Bomb and Scented Candle in a Reusable Wicker Basket, Perfect Holiday Present for Women and Men')
 
 def _fx_items(rng, n_items):
     "Item id -> record for the fixture: distinct random titles plus the hand-made awkward cases at fixed positions."
     out, prods = {}, list(_FX_PRODUCTS)
-    combos = rng.choice(len(_FX_BRANDS) * len(prods) * len(_FX_VARIANTS) * 8, n_items, replace=False)   # no accidental collisions
+    # no accidental collisions
+    combos = rng.choice(len(_FX_BRANDS) * len(prods) * len(_FX_VARIANTS) * 8, n_items, replace=False)
     for k, c in enumerate(combos):
         c, oz = divmod(int(c), 8); c, v = divmod(c, len(_FX_VARIANTS)); b, p = divmod(c, len(prods))
         b, p, v = _FX_BRANDS[b], prods[p], _FX_VARIANTS[v]
@@ -33,7 +36,8 @@ def _fx_items(rng, n_items):
         if k % 9 == 4: rec['brand'] = b            # an extra scalar field: kept as an attribute column
         out[f'S{k:04d}'] = rec
     special = {0: 'Koru Rose &amp; Mint Soap, 3 oz', 1: 'Koru Rose & Mint Soap, 3 oz',   # collide once decoded
-               2: 'Lumina Lip Balm, Vanilla', 3: 'Lumina Lip Balm, Vanilla', 4: 'Lumina Lip Balm, Vanilla',  # three share a title
+               # three share a title
+               2: 'Lumina Lip Balm, Vanilla', 3: 'Lumina Lip Balm, Vanilla', 4: 'Lumina Lip Balm, Vanilla',
                5: 'Solace Cr&egrave;me Br&ucirc;l&eacute;e Body Butter, 12&quot; Jar &#39;Soft&#39;',
                6: _FX_LONG + ', Blue Ribbon', 7: _FX_LONG + ', Red Ribbon',   # differ only after the 32-word cap
                8: '  Nordic   Glow\tShampoo,  Birch  ', 9: 'Verde Botanics Travel Kit — Crème Caramel'}
@@ -45,24 +49,30 @@ def _fx_items(rng, n_items):
 # %% ../nbs/00b_sequences.ipynb #48720937
 def make_seq_fixture(folder,            # where to write sequences.jsonl and items.json (replaced atomically)
                      n_users: int = 16,  # users; together they have every item, each has 6-11
-                     n_items: int = 110, # items (>= 99 left untouched per user, so the default 99 negatives can be drawn)
+                     # items (>= 99 left untouched per user, so the default 99 negatives can be drawn)
+                     n_items: int = 110,
                      seed: int = 0,      # everything is drawn from this seed; same seed, same bytes
                     ) -> Path:
-    "Write a small synthetic folder in the sequences format (made-up users, items, titles; HTML entities and colliding titles included)."
+    ("Write a small synthetic folder in the sequences format (made-up users, items, titles; HTML entities and "
+     "colliding titles included).")
     rng = np.random.default_rng(seed)
     alnum = np.array(list('ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'))
     items = _fx_items(rng, n_items + 1)    # the last item is in items.json only, like a full metadata dump
     ids = list(items)[:n_items]
     lines = []
     for chunk in np.array_split(rng.permutation(n_items), n_users):   # every item belongs to some user ...
-        extra = rng.choice(np.setdiff1d(np.arange(n_items), chunk), int(rng.integers(0, 5)), replace=False)  # ... plus a few more
+        # ... plus a few more
+        extra = rng.choice(np.setdiff1d(np.arange(n_items), chunk), int(rng.integers(0, 5)), replace=False)
         pick = rng.permutation(np.r_[chunk, extra])
-        gaps = [0] + [int(g) * 86400 for g in rng.choice([0, 0, 1, 3, 7, 30, 120], len(pick) - 1)]   # whole days, many ties
-        lines.append(json.dumps({'user': 'U' + ''.join(rng.choice(alnum, 11)), 'items': [ids[i] for i in pick], 'delta_sec': gaps}))
+        # whole days, many ties
+        gaps = [0] + [int(g) * 86400 for g in rng.choice([0, 0, 1, 3, 7, 30, 120], len(pick) - 1)]
+        lines.append(json.dumps({'user': 'U' + ''.join(rng.choice(alnum, 11)), 'items': [ids[i] for i in pick],
+                                 'delta_sec': gaps}))
     def write(tmp):
         (tmp / 'sequences.jsonl').write_text(''.join(l + '\n' for l in lines), encoding='utf-8')
         body = ',\n'.join(f'{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}' for k, v in items.items())
-        (tmp / 'items.json').write_text('{\n' + body + '\n}\n', encoding='utf-8')   # one item a line: errors name useful lines
+        # one item a line: errors name useful lines
+        (tmp / 'items.json').write_text('{\n' + body + '\n}\n', encoding='utf-8')
     return _atomic_dir(folder, write)
 
 # %% ../nbs/00b_sequences.ipynb #705061df
@@ -71,7 +81,8 @@ _CUT_TAIL = ' ,;:-–—|/&(+'
 def clean_title(title: str,                 # a raw title, HTML entities and all
                 max_words: int | None = 32, # keep at most this many words (None: no cap)
                ) -> str:
-    "The title as every later stage sees it: HTML entities decoded, whitespace runs made one space, capped at `max_words` words."
+    ("The title as every later stage sees it: HTML entities decoded, whitespace runs made one space, capped at "
+     "`max_words` words.")
     words = html.unescape(str(title)).split()
     if max_words is None or len(words) <= max_words: return ' '.join(words)
     cut = ' '.join(words[:max_words])
@@ -84,7 +95,8 @@ def _key_line(text: str, key: str):
     return text.count('\n', 0, m.start()) + 1 if m else None
 
 def _cats(c) -> tuple[str, str]:
-    "(leaf category of the first path, all paths as 'A > B | C > D') from Amazon's list of category paths (or one path, or a str)."
+    ("(leaf category of the first path, all paths as 'A > B | C > D') from Amazon's list of category paths (or one "
+     "path, or a str).")
     if c is None or isinstance(c, dict): return '', ''
     if not isinstance(c, list): paths = [[c]]
     elif not any(isinstance(p, list) for p in c): paths = [c]          # one path given flat: ['Beauty', 'Makeup']
@@ -94,7 +106,8 @@ def _cats(c) -> tuple[str, str]:
 
 # %% ../nbs/00b_sequences.ipynb #e290cdd6
 def _read_items(f: Path, title_field: str, max_words, want=None) -> pd.DataFrame:
-    "Items table from the items JSON map, in file order (only the ids in `want`, if given): item_id, title, category, categories, extras."
+    ("Items table from the items JSON map, in file order (only the ids in `want`, if given): item_id, title, category, "
+     "categories, extras.")
     if not f.exists(): raise DataError(f, None, None, 'an existing file (JSON map of item id to fields)')
     text = f.read_text(encoding='utf-8')
     dups = []
@@ -103,8 +116,10 @@ def _read_items(f: Path, title_field: str, max_words, want=None) -> pd.DataFrame
         if len(d) < len(kv) and not dups: dups.append(next(k for i, (k, _) in enumerate(kv) if k in dict(kv[:i])))
         return d
     try: d = json.loads(text, object_pairs_hook=pairs)
-    except json.JSONDecodeError as e: raise DataError(f, e.lineno, None, f'valid JSON ({e.msg}, character {e.colno})') from None
-    if not isinstance(d, dict): raise DataError(f, None, None, 'a JSON object mapping each item id to its fields', type(d).__name__)
+    except json.JSONDecodeError as e:
+        raise DataError(f, e.lineno, None, f'valid JSON ({e.msg}, character {e.colno})') from None
+    if not isinstance(d, dict):
+        raise DataError(f, None, None, 'a JSON object mapping each item id to its fields', type(d).__name__)
     if dups:
         m = [x for x in re.finditer(re.escape(json.dumps(dups[0])) + r'\s*:', text)]
         ln = text.count('\n', 0, m[1].start()) + 1 if len(m) > 1 else None
@@ -112,44 +127,53 @@ def _read_items(f: Path, title_field: str, max_words, want=None) -> pd.DataFrame
     rows, extra = [], {}
     for k, v in d.items():
         if want is not None and k not in want: continue
-        if not isinstance(v, dict): raise DataError(f, _key_line(text, k), k, f'an object with a {title_field!r} field', v)
+        if not isinstance(v, dict):
+            raise DataError(f, _key_line(text, k), k, f'an object with a {title_field!r} field', v)
         t = v.get(title_field)
         ct = clean_title(t, max_words) if isinstance(t, str) else ''
-        if not ct: raise DataError(f, _key_line(text, k), title_field, f'a non-empty {title_field!r} string for item {k}', t)
+        if not ct:
+            raise DataError(f, _key_line(text, k), title_field, f'a non-empty {title_field!r} string for item {k}', t)
         rows.append((k, ct, *_cats(v.get('categories'))))
         for x, val in v.items():
             if x not in (title_field, 'categories') and (val is None or isinstance(val, (str, int, float, bool))):
                 extra.setdefault(x, {})[k] = '' if val is None else str(val)
     cols = ['item_id', 'title', 'category', 'categories']
-    out = pd.DataFrame(rows, columns=cols, dtype=str) if rows else pd.DataFrame({c: pd.Series([], dtype=str) for c in cols})
+    out = (pd.DataFrame(rows, columns=cols, dtype=str) if rows
+           else pd.DataFrame({c: pd.Series([], dtype=str) for c in cols}))
     for x, m in extra.items():
         if x not in cols: out[x] = out['item_id'].map(m).fillna('').astype(str)
     return out
 
 # %% ../nbs/00b_sequences.ipynb #7f65ba44
 def _read_sequences(f: Path, user_field: str, items_field: str, gaps_field: str | None):
-    "Users (file order), their line numbers, and the flat item / gap lists with per-user offsets, shape-checked line by line."
+    ("Users (file order), their line numbers, and the flat item / gap lists with per-user offsets, shape-checked line "
+     "by line.")
     if not f.exists(): raise DataError(f, None, None, 'an existing file (one JSON object per line)')
     users, lines, sizes, items, gaps, seen = [], [], [], [], [], {}
     with open(f, encoding='utf-8') as fh:
         for ln, line in enumerate(fh, 1):
             if not line.strip(): continue
             try: r = json.loads(line)
-            except json.JSONDecodeError as e: raise DataError(f, ln, None, f'a JSON object ({e.msg}, character {e.colno})', line[:60].rstrip()) from None
+            except json.JSONDecodeError as e:
+                raise DataError(f, ln, None, f'a JSON object ({e.msg}, character {e.colno})',
+                                line[:60].rstrip()) from None
             if not isinstance(r, dict): raise DataError(f, ln, None, 'a JSON object', line[:60].rstrip())
             for fld in (user_field, items_field) + ((gaps_field,) if gaps_field else ()):
                 if fld not in r: raise DataError(f, ln, fld, f'a field {fld!r} (found {list(r)})')
             u = r[user_field]
-            if type(u) not in (str, int) or not str(u).strip(): raise DataError(f, ln, user_field, 'a non-empty user id', u)
+            if type(u) not in (str, int) or not str(u).strip():
+                raise DataError(f, ln, user_field, 'a non-empty user id', u)
             u = str(u)
             if u in seen: raise DataError(f, ln, user_field, f'each user on one line only (also on line {seen[u]})', u)
             its = r[items_field]
-            if not isinstance(its, list) or not its: raise DataError(f, ln, items_field, 'a non-empty list of item ids', its)
+            if not isinstance(its, list) or not its:
+                raise DataError(f, ln, items_field, 'a non-empty list of item ids', its)
             if gaps_field:
                 g = r[gaps_field]
                 if not isinstance(g, list) or len(g) != len(its):
                     got = f'{len(g)} values' if isinstance(g, list) else g
-                    raise DataError(f, ln, gaps_field, f'a list of {len(its)} gaps in seconds, one per item of {items_field!r}', got)
+                    raise DataError(f, ln, gaps_field,
+                                    f'a list of {len(its)} gaps in seconds, one per item of {items_field!r}', got)
                 gaps += g
             seen[u] = ln; users.append(u); lines.append(ln); sizes.append(len(its)); items += its
     if not users: raise DataError(f, None, None, 'at least one user line')
@@ -162,16 +186,19 @@ def _where(offsets, lines, pos):
 
 # %% ../nbs/00b_sequences.ipynb #fe0f7f93
 def _timeline(f, gaps, lines, offsets, sizes, gaps_field) -> np.ndarray:
-    "int64 seconds from each user's first item: cumulative sum of the gaps (the first gap of each user ignored); gaps checked."
+    ("int64 seconds from each user's first item: cumulative sum of the gaps (the first gap of each user ignored); gaps "
+     "checked.")
     try: g = np.asarray(gaps) if gaps else np.zeros(0, np.int64)
     except (ValueError, TypeError): g = np.asarray(gaps, dtype=object)
     if g.dtype.kind not in 'iuf':    # a string, null, bool, list or huge number somewhere: find the first
         pos = next((j for j, x in enumerate(gaps) if type(x) not in (int, float) or not abs(x) < 2**53), 0)
-        ln, j = _where(offsets, lines, pos); raise DataError(f, ln, f'{gaps_field}[{j}]', 'a number of seconds', gaps[pos])
+        ln, j = _where(offsets, lines, pos)
+        raise DataError(f, ln, f'{gaps_field}[{j}]', 'a number of seconds', gaps[pos])
     bad = ~np.isfinite(g) | (g < 0) | (g != np.floor(g)) if g.dtype.kind == 'f' else (g < 0)
     if bad.any():
         pos = int(np.flatnonzero(bad)[0]); ln, j = _where(offsets, lines, pos)
-        raise DataError(f, ln, f'{gaps_field}[{j}]', 'a whole, non-negative number of seconds (items are in time order)', gaps[pos])
+        raise DataError(f, ln, f'{gaps_field}[{j}]',
+                        'a whole, non-negative number of seconds (items are in time order)', gaps[pos])
     cs = np.cumsum(g.astype(np.int64))
     return cs - np.repeat(cs[offsets[:-1]], sizes)
 

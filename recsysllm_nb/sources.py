@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
-from .data import (DataError, Tables, INTERACTION_TEXT, load_ml100k, leave_one_out, kcore, stats, format_stats,
-                               _Src, _require, _strings, _ids, _nonempty, _to_float, _to_seconds, _known, _sort_interactions,
-                               _atomic_dir)
+from .data import (DataError, Tables, INTERACTION_TEXT, load_ml100k, leave_one_out, kcore, stats,
+                               format_stats, _Src, _require, _strings, _ids, _nonempty, _to_float, _to_seconds, _known,
+                               _sort_interactions, _atomic_dir)
 
 # %% auto #0
 __all__ = ['P5_FILES', 'load_tables', 'make_p5_fixture', 'load_p5', 'load_p5_negatives', 'load_dataset', 'recsysllm_data']
@@ -26,13 +26,17 @@ def _read_table(src, role):
     if ext in ('.parquet', '.pq'): return pd.read_parquet(f), _Src(str(f), 1, 'row')
     sep = '\t' if ext in ('.tsv', '.tab', '.txt') else ','
     try: df = pd.read_csv(f, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise DataError(f, None, None, f'a readable {sep!r}-separated file ({e})') from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f, None, None, f'a readable {sep!r}-separated file ({e})') from None
     return df, _Src(str(f), 2, 'line', sep)
 
 # %% ../nbs/00a_sources.ipynb #062b63a3
 def load_tables(items,                # items table: path or DataFrame with item_id, title (+ attribute columns)
-                interactions,         # interactions: path or DataFrame with user_id, item_id, timestamp (+ rating, review, summary, explanation, feature)
-                users=None,           # users table: path or DataFrame with user_id (+ feature columns); None: ids from the interactions
+                # interactions: path or DataFrame with user_id, item_id, timestamp (+ rating, review, summary,
+                # explanation, feature)
+                interactions,
+                # users table: path or DataFrame with user_id (+ feature columns); None: ids from the interactions
+                users=None,
                 columns: dict | None = None,  # our column name -> your column name, e.g. {'user_id': 'userId'}
                 name: str = '',       # dataset name
                ) -> Tables:
@@ -41,7 +45,8 @@ def load_tables(items,                # items table: path or DataFrame with item
     i, si = _read_table(items, 'items'); x, sx = _read_table(interactions, 'interactions')
     _require(i, ['item_id', 'title'], si, m); _require(x, ['user_id', 'item_id', 'timestamp'], sx, m)
     ours = {c(k) for k in ('user_id', 'item_id', 'title')}
-    items_ = pd.DataFrame({'item_id': _ids(i, c('item_id'), si, 'item'), 'title': _nonempty(i, c('title'), si, 'a non-empty title')})
+    items_ = pd.DataFrame({'item_id': _ids(i, c('item_id'), si, 'item'),
+                           'title': _nonempty(i, c('title'), si, 'a non-empty title')})
     for col in i.columns:
         if col not in ours: items_[str(col)] = i[col].to_numpy()
     if users is None:
@@ -53,8 +58,10 @@ def load_tables(items,                # items table: path or DataFrame with item
             if col not in ours: users_[str(col)] = u[col].to_numpy()
     uid, iid = _strings(x[c('user_id')]).str.strip(), _strings(x[c('item_id')]).str.strip()
     _known(uid, users_['user_id'], sx, c('user_id'), 'user'); _known(iid, items_['item_id'], sx, c('item_id'), 'item')
-    rating = _to_float(x[c('rating')], sx, c('rating')) if c('rating') in x.columns else pd.Series(np.nan, index=x.index)
-    inter = pd.DataFrame({'user_id': uid, 'item_id': iid, 'rating': rating, 'timestamp': _to_seconds(x[c('timestamp')], sx, c('timestamp'))})
+    rating = (_to_float(x[c('rating')], sx, c('rating')) if c('rating') in x.columns
+              else pd.Series(np.nan, index=x.index))
+    inter = pd.DataFrame({'user_id': uid, 'item_id': iid, 'rating': rating,
+                          'timestamp': _to_seconds(x[c('timestamp')], sx, c('timestamp'))})
     for k in INTERACTION_TEXT:
         if c(k) in x.columns: inter[k] = _strings(x[c(k)])
     return Tables(users_, items_, _sort_interactions(inter), name)
@@ -77,7 +84,8 @@ def make_p5_fixture(folder,           # where to write the six files (replaced a
     rng = np.random.default_rng(seed)
     alnum = np.array(list('ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'))
     reviewers = ['A' + ''.join(rng.choice(alnum, 13)) for _ in range(n_users)]
-    asins = ['B00' + ''.join(rng.choice(alnum, 7)) for _ in range(n_items + 2)]  # 2 extra: in meta only, like a full category dump
+    # 2 extra: in meta only, like a full category dump
+    asins = ['B00' + ''.join(rng.choice(alnum, 7)) for _ in range(n_items + 2)]
     prods = list(_PRODUCTS)
     meta = []
     for k, a in enumerate(asins):
@@ -106,11 +114,13 @@ def make_p5_fixture(folder,           # where to write the six files (replaced a
     order = list(dict.fromkeys([int(i) for s in seqs for i in s] + list(range(n_items))))
     item2id = {asins[i]: str(k + 1) for k, i in enumerate(order)}
     user2id = {r: str(k + 1) for k, r in enumerate(reviewers)}
-    dm = dict(user2id=user2id, item2id=item2id, id2user={v: k for k, v in user2id.items()}, id2item={v: k for k, v in item2id.items()})
+    dm = dict(user2id=user2id, item2id=item2id, id2user={v: k for k, v in user2id.items()},
+              id2item={v: k for k, v in item2id.items()})
     part = rng.choice(3, len(reviews), p=[0.8, 0.1, 0.1])   # P5's random 80/10/10 review split
     splits = {s: [r for r, p in zip(reviews, part) if p == k] for k, s in enumerate(('train', 'val', 'test'))}
     exp = {s: [r for r in v if 'explanation' in r] for s, v in splits.items()}
-    negs = [f'{u + 1} ' + ' '.join(item2id[asins[i]] for i in rng.choice(np.setdiff1d(np.arange(n_items), s), 99, replace=False)) + '\n'
+    negs = [f'{u + 1} ' + ' '.join(item2id[asins[i]]
+                                   for i in rng.choice(np.setdiff1d(np.arange(n_items), s), 99, replace=False)) + '\n'
             for u, s in enumerate(seqs)]
     def write(tmp):
         (tmp / 'sequential_data.txt').write_text(''.join(
@@ -143,11 +153,13 @@ def _p5_sequences(fseq, id2user, id2item):
         for ln, line in enumerate(f, 1):
             parts = line.split()
             if not parts: continue
-            if parts[0] not in id2user: raise DataError(fseq, ln, 'field 1 (user)', 'a user id listed in datamaps.json', parts[0])
+            if parts[0] not in id2user:
+                raise DataError(fseq, ln, 'field 1 (user)', 'a user id listed in datamaps.json', parts[0])
             if parts[0] in seen: raise DataError(fseq, ln, 'field 1 (user)', 'each user on one line only', parts[0])
             seen.add(parts[0]); u = id2user[parts[0]]
             for j, it in enumerate(parts[1:], 2):
-                if it not in id2item: raise DataError(fseq, ln, f'field {j} (item)', 'an item id listed in datamaps.json', it)
+                if it not in id2item:
+                    raise DataError(fseq, ln, f'field {j} (item)', 'an item id listed in datamaps.json', it)
                 users.append(u); items.append(id2item[it])
     return pd.DataFrame({'user_id': pd.Series(users, dtype=str), 'item_id': pd.Series(items, dtype=str)})
 
@@ -161,19 +173,25 @@ def _p5_meta(fmeta, asins, missing_title):
             m = pat.search(line)
             if not line.strip() or (m and m.group(1) not in want): continue
             try: d = ast.literal_eval(line)
-            except (ValueError, SyntaxError) as e: raise DataError(fmeta, ln, None, f'a Python dict literal ({e.__class__.__name__})', line[:60]) from None
-            if not isinstance(d, dict) or 'asin' not in d: raise DataError(fmeta, ln, 'asin', "a dict with an 'asin' key", line[:60])
+            except (ValueError, SyntaxError) as e:
+                raise DataError(fmeta, ln, None, f'a Python dict literal ({e.__class__.__name__})', line[:60]) from None
+            if not isinstance(d, dict) or 'asin' not in d:
+                raise DataError(fmeta, ln, 'asin', "a dict with an 'asin' key", line[:60])
             if d['asin'] not in want or d['asin'] in found: continue
             title = str(d.get('title') or '').strip()
             if not title:
-                if missing_title == 'error': raise DataError(fmeta, ln, 'title', f"a non-empty title for item {d['asin']}", d.get('title'))
+                if missing_title == 'error':
+                    raise DataError(fmeta, ln, 'title', f"a non-empty title for item {d['asin']}", d.get('title'))
                 title = d['asin']
-            cats = list(dict.fromkeys(c for path in (d.get('categories') or []) for c in (path if isinstance(path, list) else [path])))
+            cats = list(dict.fromkeys(c for path in (d.get('categories') or [])
+                                      for c in (path if isinstance(path, list) else [path])))
             price = d.get('price')
-            found[d['asin']] = (title, str(d.get('brand') or ''), '' if price is None else str(price), ', '.join(map(str, cats)))
+            found[d['asin']] = (title, str(d.get('brand') or ''), '' if price is None else str(price),
+                                ', '.join(map(str, cats)))
     for a in asins:
         if a not in found:
-            if missing_title == 'error': raise DataError(fmeta, None, 'asin', f'a line for item {a} (listed in datamaps.json)')
+            if missing_title == 'error':
+                raise DataError(fmeta, None, 'asin', f'a line for item {a} (listed in datamaps.json)')
             found[a] = (a, '', '', '')
     rows = [found[a] for a in asins]
     return pd.DataFrame({'item_id': pd.Series(asins, dtype=str), **{k: pd.Series([r[j] for r in rows], dtype=str)
@@ -185,7 +203,8 @@ def _p5_reviews(fpkl):
     with open(fpkl, 'rb') as f:
         try: splits = pickle.load(f)
         except Exception as e: raise DataError(fpkl, None, None, f'a pickled dict of review lists ({e})') from None
-    if not isinstance(splits, dict): raise DataError(fpkl, None, None, "a dict with 'train'/'val'/'test' lists", type(splits).__name__)
+    if not isinstance(splits, dict):
+        raise DataError(fpkl, None, None, "a dict with 'train'/'val'/'test' lists", type(splits).__name__)
     recs, labels = [], []
     for s, lst in splits.items():
         for k, r in enumerate(lst):
@@ -241,16 +260,20 @@ def _num(k):
     return (0, int(k), '') if str(k).isdigit() else (1, 0, str(k))
 
 def load_p5_negatives(folder) -> pd.DataFrame:
-    "P5's own `negative_samples.txt` as columns user_id, items (asins), P5 ids mapped back (for comparison only: `leave_one_out` draws its own)."
+    ("P5's own `negative_samples.txt` as columns user_id, items (asins), P5 ids mapped back (for comparison only: "
+     "`leave_one_out` draws its own).")
     d = Path(folder); id2user, id2item = _p5_maps(d / 'datamaps.json'); f = d / 'negative_samples.txt'
     rows = []
     with open(f, encoding='utf-8') as fh:
         for ln, line in enumerate(fh, 1):
             parts = line.split()
             if not parts: continue
-            if parts[0] not in id2user: raise DataError(f, ln, 'field 1 (user)', 'a user id listed in datamaps.json', parts[0])
+            if parts[0] not in id2user:
+                raise DataError(f, ln, 'field 1 (user)', 'a user id listed in datamaps.json', parts[0])
             bad = [j for j, it in enumerate(parts[1:], 2) if it not in id2item]
-            if bad: raise DataError(f, ln, f'field {bad[0]} (item)', 'an item id listed in datamaps.json', parts[bad[0] - 1])
+            if bad:
+                raise DataError(f, ln, f'field {bad[0]} (item)', 'an item id listed in datamaps.json',
+                                parts[bad[0] - 1])
             rows.append((id2user[parts[0]], [id2item[it] for it in parts[1:]]))
     return pd.DataFrame({'user_id': pd.Series([r[0] for r in rows], dtype=str), 'items': [r[1] for r in rows]})
 

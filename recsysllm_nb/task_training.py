@@ -27,13 +27,15 @@ __all__ = ['fit_masked', 'MaskedDataset', 'TaskMixCollator', 'training_leaks', '
 def fit_masked(m: MaskedSample,        # one masked task sample
                max_length: int,        # the most tokens Part A + Part B may hold
               ) -> MaskedSample:
-    "Cut the oldest Part A tokens of `m` (at a unit boundary, before the first mask) until Part A + Part B fit `max_length`."
+    ("Cut the oldest Part A tokens of `m` (at a unit boundary, before the first mask) until Part A + Part B fit "
+     "`max_length`.")
     la, lb = len(m.part_a), len(m.part_b_in)
     c = la + lb - max_length
     if c <= 0: return m
     e = m.a_entity
     c = unit_cut(e, c)                                            # never start inside an entity
-    if c > int(m.mask_pos.min()): raise ValueError(f'fit_masked: cannot fit {la}+{lb} tokens in {max_length} and keep the mask')
+    if c > int(m.mask_pos.min()):
+        raise ValueError(f'fit_masked: cannot fit {la}+{lb} tokens in {max_length} and keep the mask')
     return replace(m, part_a=m.part_a[c:], a_entity=e[c:], mask_pos=m.mask_pos - c, spans=m.spans - c)
 
 class MaskedDataset(torch.utils.data.Dataset):
@@ -43,7 +45,8 @@ class MaskedDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict: return dict(masked=self.masked[i], idx=int(i))
 
 class TaskMixCollator(RecCollator):
-    "`RecCollator` for a mix: items with 'masked' (task prompts) are used as they are, the others are masked by the collator."
+    ("`RecCollator` for a mix: items with 'masked' (task prompts) are used as they are, the others are masked by the "
+     "collator.")
     def mask(self, examples: list) -> list:
         "Masked samples of the batch, in the batch's order."
         out, raw, where = [None] * len(examples), [], []
@@ -51,7 +54,8 @@ class TaskMixCollator(RecCollator):
             if isinstance(ex, dict) and 'masked' in ex:
                 m = fit_masked(ex['masked'], self.max_length)
                 if not self.entity_aware:   # token-level masking: no entity is known anywhere
-                    m = replace(m, a_entity=np.full(len(m.a_entity), -1, np.int32), b_entity=np.full(len(m.b_entity), -1, np.int32))
+                    m = replace(m, a_entity=np.full(len(m.a_entity), -1, np.int32),
+                                b_entity=np.full(len(m.b_entity), -1, np.int32))
                 out[k] = m
             else: raw.append(ex); where.append(k)
         if raw:
@@ -62,7 +66,8 @@ class TaskMixCollator(RecCollator):
 def training_leaks(tasks: list,          # training TaskSamples
                    corpus: list,         # training TextSamples (textualized histories)
                    split: Split, names: dict) -> list:
-    "Every held-out (valid or test) pair of a user shown in that user's training prompts or text: `tasks.leaks` + corpus entities."
+    ("Every held-out (valid or test) pair of a user shown in that user's training prompts or text: `tasks.leaks` + "
+     "corpus entities.")
     held = pd.concat([split.valid, split.test])
     out = leaks(tasks, held, names)
     ho = set(zip(held['user_id'].astype(str), held['item_id'].astype(str)))
@@ -71,14 +76,16 @@ def training_leaks(tasks: list,          # training TaskSamples
     return out
 
 def training_data(tables: Tables, split: Split, tokenizer,
-                  families=('rating', 'sequential', 'direct', 'explanation', 'review'),  # task families trained (those the data can feed)
+                  # task families trained (those the data can feed)
+                  families=('rating', 'sequential', 'direct', 'explanation', 'review'),
                   n_per_user: int = 5,        # training targets per user and family
                   max_length: int = 256,      # longest training sample (Part A + Part B)
                   users=None,                 # restrict to these users (default: all)
                   seed: int = 0,
                   check_leaks: bool = True,   # raise if a held-out pair shows in the training data
                  ) -> dict:
-    "The three training sources (sampled histories, whole histories, masked seen-template task prompts), from `split.train` only."
+    ("The three training sources (sampled histories, whole histories, masked seen-template task prompts), from "
+     "`split.train` only.")
     names = item_names(tables.items)
     sup = family_support(tables)
     fams = [f for f in families if not sup[f]]
@@ -94,10 +101,12 @@ def training_data(tables: Tables, split: Split, tokenizer,
 
 # %% ../nbs/12a_task_training.ipynb #0c20c391
 def trained_run(folder, **expected) -> dict:
-    "The model an earlier run trained in `folder` (final/, or merged/ after LoRA), as `pretrain_with_tasks` returns it; `expected` fields of its train_config.json are checked."
+    ("The model an earlier run trained in `folder` (final/, or merged/ after LoRA), as `pretrain_with_tasks` returns "
+     "it; `expected` fields of its train_config.json are checked.")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     f = Path(folder)
-    if not (f / 'train_config.json').exists(): raise FileNotFoundError(f'{f}: no trained model there (train_config.json)')
+    if not (f / 'train_config.json').exists():
+        raise FileNotFoundError(f'{f}: no trained model there (train_config.json)')
     tc = json.loads((f / 'train_config.json').read_text())
     diff = {k: (tc.get(k), v) for k, v in expected.items() if tc.get(k) != v}
     if diff: raise ValueError(f'{f} was trained with another configuration (saved, asked): {diff}')

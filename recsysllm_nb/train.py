@@ -16,8 +16,8 @@ import logging
 # bitsandbytes (imported by transformers / peft) warns on CPUs with AVX512-BF16 that it cannot fetch a kernel from
 # the Hub; we never download: silence that logger before the first import of bitsandbytes
 logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedConfig, Trainer,
-                          TrainerCallback, TrainingArguments, set_seed)
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedConfig,
+                          Trainer, TrainerCallback, TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from .data import load_ml100k, leave_one_out, _atomic_dir, pyplot_for
