@@ -17,7 +17,8 @@ from .demo import step_model, step_pretrain
 from .task_training import trained_run, heldout_loss
 
 # %% auto #0
-__all__ = ['HEADLINE_ARMS', 'Arm', 'train_arm', 'run_arm', 'distinct_top10', 'headline', 'recsysllm_headline', 'sweep']
+__all__ = ['HEADLINE_ARMS', 'Arm', 'train_arm', 'run_arm', 'distinct_top10', 'headline', 'recsysllm_headline', 'sweep',
+           'tuned_arm']
 
 # %% ../nbs/15a_headline.ipynb #445a24e1
 @dataclass(frozen=True)
@@ -33,11 +34,12 @@ class Arm:
     batch_size: int = 8
     size: str = 'small'              # GLM size preset (model='glm')
     bf16: bool = True                # bf16 autocast in training and evaluation
+    folder: str = ''                 # the arm's folder under the report folder (default: made from the name)
 
     @property
     def slug(self) -> str:
         "The arm's folder name."
-        return re.sub('[^a-z0-9]+', '-', self.name.lower()).strip('-')
+        return self.folder or re.sub('[^a-z0-9]+', '-', self.name.lower()).strip('-')
 
 HEADLINE_ARMS = (
     Arm('SmolLM2 zero-shot', steps=0),
@@ -111,7 +113,8 @@ def recsysllm_headline(out: str = 'runs/headline',  # report folder (one sub-fol
                        seed: int = 0,               # seed of the split, users, templates, weights
                        beams: int = 20,             # beams of the sequential constrained beam search
                        steps: int = None,           # training steps of every trained arm (default: each arm's)
-                       arms: str = None,            # comma-separated arm folder names (default: all four)
+                       arms: str = None,            # comma-separated arm folder names, or 'tuned' (default: all four)
+                       tuned: store_true = False,   # also the LoRA arm at the sweep's best lr / steps (`tuned_arm`)
                        no_baselines: store_true = False,  # arms only (e.g. one process per arm, then one call for all)
                        sweep_lrs: str = None,       # e.g. '3e-4,1e-3,3e-3': the LoRA arm's validation-loss sweep
                        no_progress: store_true = False):  # no progress bars
@@ -123,13 +126,13 @@ def recsysllm_headline(out: str = 'runs/headline',  # report folder (one sub-fol
         lora = HEADLINE_ARMS[1] if steps is None else replace(HEADLINE_ARMS[1], steps=steps)
         tab = sweep(out, lora, lrs, (lora.steps,), n_users or None, seed, not no_progress)
         print(tab.to_string(index=False)); return
-    pick = list(HEADLINE_ARMS)
-    if arms:
-        want = [a.strip() for a in arms.split(',') if a.strip()]
-        bad = sorted(set(want) - {a.slug for a in pick})
-        if bad: raise ValueError(f'unknown arm(s) {bad}: choose among {[a.slug for a in pick]}')
-        pick = [a for a in pick if a.slug in want]
-    if steps is not None: pick = [replace(a, steps=steps) if a.steps else a for a in pick]
+    pick = [replace(a, steps=steps) if a.steps and steps is not None else a for a in HEADLINE_ARMS]
+    want = [a.strip() for a in arms.split(',') if a.strip()] if arms else []
+    bad = sorted(set(want) - {a.slug for a in pick} - {'tuned'})
+    if bad: raise ValueError(f"unknown arm(s) {bad}: choose among {[a.slug for a in pick] + ['tuned']}")
+    best = tuned_arm(out, pick[1]) if tuned or 'tuned' in want else None
+    if want: pick = [a for a in pick if a.slug in want]
+    if best is not None and best.slug not in {a.slug for a in pick}: pick.append(best)
     headline(out, pick, n_users or None, seed, beams, [] if no_baselines else None, not no_progress)
 
 # %% ../nbs/15a_headline.ipynb #91b6bb05
@@ -155,3 +158,15 @@ def sweep(out='runs/headline', base: Arm = HEADLINE_ARMS[1],
     (Path(out) / 'sweep.json').write_text(json.dumps(dict(base=asdict(base), n_users=n_users, seed=seed, users=users,
                                                           rows=tab.to_dict('records')), indent=1))
     return tab
+
+# %% ../nbs/15a_headline.ipynb #441c0334
+def tuned_arm(out, base: Arm = HEADLINE_ARMS[1]) -> Arm:
+    "`base` at the sweep's best (lr, steps) from `out/sweep.json`, in its sweep folder; `base` itself when it is the best."
+    f = Path(out) / 'sweep.json'
+    if not f.exists():
+        raise FileNotFoundError(f'{f}: no sweep to choose from; run recsysllm_headline --sweep_lrs ... first')
+    sw = json.loads(f.read_text())
+    row = min(sw['rows'], key=lambda r: r['valid_loss'])
+    if (row['lr'], row['steps']) == (base.lr, base.steps): return base
+    name = f"{base.name}, tuned (lr {row['lr']:g}, {row['steps']} steps)"
+    return replace(base, name=name, lr=row['lr'], steps=row['steps'], folder=row['folder'])
