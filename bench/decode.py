@@ -21,7 +21,8 @@ from recsysllm_nb.data import load_ml100k, leave_one_out
 from recsysllm_nb.entities import demo_tokenizer, special_ids
 from recsysllm_nb.glm import GLMForCausalLM, tiny_glm_config
 from recsysllm_nb.textualize import item_names
-from recsysllm_nb.trie import EntityTrie, TrieLogitsProcessor, batch_prompts, entity_token_ids, generate_entities, next_item_prompt
+from recsysllm_nb.trie import EntityTrie, TrieLogitsProcessor, entity_token_ids
+from recsysllm_nb.decode import batch_prompts, generate_entities, next_item_prompt
 
 SIZES = {'tiny': dict(num_layers=2, hidden_size=64, num_attention_heads=4),     # the train module's presets
          'small': dict(num_layers=4, hidden_size=128, num_attention_heads=4),

@@ -1,14 +1,14 @@
 """Benchmark: evaluation at a real pre-trained LLM's size (SmolLM2-135M, vocabulary 49k) on MovieLens-100K, on the CPU.
 
-- direct: scoring each user's 1 positive + 99 saved negatives by title log-likelihood with `trie.rank_candidates`
+- direct: scoring each user's 1 positive + 99 saved negatives by title log-likelihood with `decode.rank_candidates`
   (Part A runs once and its KV cache serves every candidate; logits only at the scored positions, log p = logit -
   logsumexp), against the naive scorer measured in the same run: one full sequence (Part A + [sop] + title) per
   candidate, batched, full log-softmax. Both give the same scores (checked: relative difference 1e-4, 2e-2 under bf16).
-- sequential: constrained beam search (`trie.generate_entities`, 20 beams over the 1,682 titles, the user's items
+- sequential: constrained beam search (`decode.generate_entities`, 20 beams over the 1,682 titles, the user's items
   excluded), users per second.
 
 The model is SmolLM2-135M behind the position adapter with the pre-trained layout (`train.PRETRAINED_LAYOUT`), untrained
-2D tables: speed does not depend on training. Prompts: the users' next-item prompts (`trie.next_item_prompt`).
+2D tables: speed does not depend on training. Prompts: the users' next-item prompts (`decode.next_item_prompt`).
 Medians over users. `--bf16` runs every forward under CPU bf16 autocast (AMX on this machine).
 
 Last line: one JSON object with `candidates_per_s`, `naive_candidates_per_s`, `ratio`, `beam_users_per_s`.
@@ -24,7 +24,8 @@ from recsysllm_nb.entities import special_ids
 from recsysllm_nb.pretrained import load_pretrained
 from recsysllm_nb.adapter import RecAdapterForCausalLM
 from recsysllm_nb.train import PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
-from recsysllm_nb.trie import EntityTrie, next_item_prompt, rank_candidates, generate_entities, Exclusion
+from recsysllm_nb.trie import EntityTrie, Exclusion
+from recsysllm_nb.decode import next_item_prompt, rank_candidates, generate_entities
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--users', type=int, default=4)

@@ -17,9 +17,9 @@ from .textualize import item_names
 from .entities import demo_tokenizer, special_ids
 from .collate import assemble_batch
 from .tasks import FAMILIES, TEMPLATES, build_tasks, family_support, for_candidate, to_masked_batch
-from .trie import EntityTrie, Prompt, generate_entities, rank_candidates
-from .metrics import (rating_metrics, ranking_metrics, rank_in_list, rank_from_scores, rank_excluding_history,  # noqa: F401
-                                  repeated_targets, text_metrics)
+from .trie import EntityTrie
+from .decode import Prompt, generate_entities, rank_candidates
+from .metrics import rating_metrics, ranking_metrics, rank_excluding_history, repeated_targets, text_metrics
 from .baselines import default_baselines, run_baselines, user_histories
 from .task_training import fit_masked
 

@@ -343,7 +343,8 @@ def trie_steps(self: Explorer, model,  # a trained GLMForCausalLM / RecAdapterFo
                exclude_seen: bool = True,   # leave out the user's training items
               ) -> pd.DataFrame:
     "The decoder's step table for `model` on the current user's next-item prompt (greedy, trie-constrained)."
-    from recsysllm_nb.trie import EntityTrie, next_item_prompt, generate_entities, decode_table, Exclusion
+    from recsysllm_nb.trie import EntityTrie, Exclusion
+    from recsysllm_nb.decode import next_item_prompt, generate_entities, decode_table
     if self.text.strip(): raise ValueError('trie_steps works on a MovieLens user, not on pasted text: clear the text box')
     tries = self.__dict__.setdefault('_tries', {})
     if trie is None:

@@ -17,7 +17,7 @@ from .masking import MaskConfig, MaskedSample, unit_cut
 from .collate import RecCollator, RecDataset, assemble_batch
 from .train import TrainConfig, MixedDataset, train, plot_losses, merged_lora, text_corpora
 from .tasks import build_tasks, family_support, leaks, to_masked_batch, _rng
-from .trie import model_layout
+from .decode import model_layout
 
 # %% auto #0
 __all__ = ['fit_masked', 'MaskedDataset', 'TaskMixCollator', 'training_leaks', 'training_data', 'trained_run',

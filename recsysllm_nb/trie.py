@@ -6,23 +6,19 @@
 from __future__ import annotations
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
-import copy, itertools
+import itertools
 import numpy as np
-import pandas as pd
 import pygtrie
 import torch
 from transformers import LogitsProcessor
-from .data import Tables, Split
-from .textualize import Entity, TextSample, textualize_user, item_names, check_sample
-from .entities import SpecialIds, special_ids, tokenize_samples, tokenize_sample
-from .masking import apply_spans
-from .positions import part_b_intra, continues_entity, position_ids_2d, base_positions, glm_block_ids
+from .textualize import Entity, TextSample
+from .entities import special_ids, tokenize_samples
+from .positions import part_b_intra
+
 
 # %% auto #0
 __all__ = ['ENTITY_CONTEXT', 'entity_token_ids', 'EntityTrie', 'Exclusion', 'DynamicPositions', 'decode_positions',
-           'TrieLogitsProcessor', 'dynamic_positions', 'Prompt', 'model_layout', 'next_item_prompt', 'Hit',
-           'hits_frame', 'batch_prompts', 'prefill', 'generate_entities', 'rank_candidates', 'decode_table']
+           'TrieLogitsProcessor', 'dynamic_positions']
 
 # %% ../nbs/09_trie.ipynb #3df67c5f
 ENTITY_CONTEXT = 'Most recently, the user rated {}.'   # a sentence of the textualization with one item slot
@@ -32,12 +28,14 @@ def entity_token_ids(names,                     # the entities' surface strings 
                      context: str = ENTITY_CONTEXT,  # a training sentence with one '{}' slot where the entity stands
                      chunk: int = 20000         # names tokenized per batched call
                     ) -> list:                  # list of int64 arrays, one per name
-    "Token ids of each name exactly as the training text tokenizes it: the name is an entity inside `context`, tokenized by `tokenize_samples` (the training path), and the entity's own tokens are kept."
+    ("Token ids of each name exactly as the training text tokenizes it: the name is an entity inside `context`, "
+     "tokenized by `tokenize_samples` (the training path), and the entity's own tokens are kept.")
     pre, suf = context.split('{}') if context.count('{}') == 1 else (None, None)
     if pre is None: raise ValueError(f"entity_token_ids: context must hold exactly one '{{}}' slot, got {context!r}")
     names = [str(n) for n in names]
     bad = [i for i, n in enumerate(names) if not n.strip() or n != n.strip()]
-    if bad: raise ValueError(f'entity_token_ids: name {bad[0]} {names[bad[0]]!r} is empty or has surrounding whitespace')
+    if bad:
+        raise ValueError(f'entity_token_ids: name {bad[0]} {names[bad[0]]!r} is empty or has surrounding whitespace')
     out = []
     for c in range(0, len(names), chunk):
         samples = [TextSample(pre + n + suf, [Entity(len(pre), len(pre) + len(n), 'item', str(i))],
@@ -86,7 +84,8 @@ class EntityTrie:
 
     def __len__(self): return len(self.tokens_of)
     def __contains__(self, seq): return self.trie.has_key(tuple(seq))
-    def __repr__(self): return f'EntityTrie({len(self)} keys, {len(self.trie)} sequences, longest {self.max_len} tokens)'
+    def __repr__(self):
+        return f'EntityTrie({len(self)} keys, {len(self.trie)} sequences, longest {self.max_len} tokens)'
 
     def keys_at(self, seq) -> list:
         "The keys whose token sequence is exactly `seq` (several for duplicate names; [] if none)."
@@ -97,7 +96,8 @@ class EntityTrie:
         return len(prefix) == 0 or bool(self.trie.has_node(tuple(prefix)))
 
     def allowed(self, prefix=()) -> np.ndarray:
-        "Sorted int64 ids allowed after `prefix`: the tokens continuing some entity, plus `[eop]` where an entity ends (cached)."
+        ("Sorted int64 ids allowed after `prefix`: the tokens continuing some entity, plus `[eop]` where an entity "
+         "ends (cached).")
         prefix = tuple(prefix)
         a = self._allowed.get(prefix)
         if a is None:
@@ -129,7 +129,8 @@ class EntityTrie:
         "Number of keys whose sequence starts with `prefix` (cached)."
         prefix = tuple(prefix)
         if prefix not in self._count:
-            self._count[prefix] = sum(map(len, self.trie.itervalues(prefix))) if self.is_node(prefix) and len(self) else 0
+            self._count[prefix] = (sum(map(len, self.trie.itervalues(prefix))) if self.is_node(prefix) and len(self)
+                                   else 0)
         return self._count[prefix]
 
     def names_below(self, prefix=(), n: int = 3) -> list:
@@ -146,7 +147,8 @@ class EntityTrie:
 
 # %% ../nbs/09_trie.ipynb #cdeb79ca
 class Exclusion:
-    "Keys left out of decoding (e.g. the items a user already rated): per trie node, the next tokens whose every key is excluded."
+    ("Keys left out of decoding (e.g. the items a user already rated): per trie node, the next tokens whose every key "
+     "is excluded.")
     def __init__(self, trie: EntityTrie,  # the pool
                  keys):                     # keys to leave out (unknown keys are ignored)
         self.keys = {str(k) for k in keys} & set(trie.tokens_of)
@@ -162,16 +164,19 @@ class Exclusion:
 
 # %% ../nbs/09_trie.ipynb #c0588564
 class DynamicPositions:
-    "Intra-positions of the tokens generated after `[sop]` (paper Fig. 2): the trie says whether each token continues the entity being generated, `positions.part_b_intra` (the collator's rule) turns that into ids."
+    ("Intra-positions of the tokens generated after `[sop]` (paper Fig. 2): the trie says whether each token continues "
+     "the entity being generated, `positions.part_b_intra` (the collator's rule) turns that into ids.")
     def __init__(self, trie: EntityTrie):   # the pool the positions consult (items, or every entity of the text)
         self.trie, self._memo = trie, {(): ((), ())}   # generated tokens -> (entity prefix, continues flags)
 
     def state(self, gen: tuple) -> tuple:
-        "(tokens of the entity being generated, continues flag of every generated token) after the tokens `gen` (memoized)."
+        ("(tokens of the entity being generated, continues flag of every generated token) after the tokens `gen` "
+         "(memoized).")
         st = self._memo.get(gen)
         if st is None:
             k = len(gen) - 1
-            while gen[:k] not in self._memo: k -= 1        # the longest memoized prefix (the last step, during decoding)
+            # the longest memoized prefix (the last step, during decoding)
+            while gen[:k] not in self._memo: k -= 1
             ent, cont = self._memo[gen[:k]]
             for i in range(k, len(gen)):
                 c, ent = self.trie.step(ent, gen[i]); cont = cont + (c,)
@@ -180,7 +185,8 @@ class DynamicPositions:
         return st
 
     def intra(self, rows) -> np.ndarray:  # int64 [n_rows, 1 + len]: the intra ids of `[sop]` + each row's tokens
-        "Intra-positions of `[sop]` + the generated tokens of each row (rows of one length), in ONE `part_b_intra` call."
+        ("Intra-positions of `[sop]` + the generated tokens of each row (rows of one length), in ONE `part_b_intra` "
+         "call.")
         rows = [tuple(r) for r in rows]
         n, t = len(rows), (len(rows[0]) if rows else 0)
         cont = np.zeros((n, t + 1), bool); start = np.zeros((n, t + 1), bool); start[:, 0] = True
@@ -194,7 +200,8 @@ def decode_positions(trie: EntityTrie, tokens) -> np.ndarray:  # int64 [1 + len(
 
 # %% ../nbs/09_trie.ipynb #466c2d33
 class TrieLogitsProcessor(LogitsProcessor):
-    "Entity constraint for `generate`: only tokens that continue an entity of the pool (and `[eop]` where one ends) keep their score."
+    ("Entity constraint for `generate`: only tokens that continue an entity of the pool (and `[eop]` where one ends) "
+     "keep their score.")
     def __init__(self, trie: EntityTrie,
                  prompt_len: int,            # columns of the (left-padded) prompt: generated tokens start here
                  exclusions=None,            # per prompt: an `Exclusion` or None
@@ -216,9 +223,11 @@ class TrieLogitsProcessor(LogitsProcessor):
 # %% ../nbs/09_trie.ipynb #1f104449
 @contextmanager
 def dynamic_positions(model,           # a GLMForCausalLM, RecAdapterForCausalLM (or a peft model around one)
-                      positions,       # callable(input_ids [rows, prompt_len + g]) -> int64 [rows, 2, g]: generated tokens' positions
+                      # callable(input_ids [rows, prompt_len + g]) -> int64 [rows, 2, g]: generated tokens' positions
+                      positions,
                       prompt_len: int):
-    "Inside the block, `model.generate` feeds the generated tokens the 2D positions `positions(input_ids)` instead of the model's own rule."
+    ("Inside the block, `model.generate` feeds the generated tokens the 2D positions `positions(input_ids)` instead of "
+     "the model's own rule.")
     name = ('base_model_prepare_inputs_for_generation' if hasattr(model, 'base_model_prepare_inputs_for_generation')
             else 'prepare_inputs_for_generation')          # peft keeps the wrapped model's method under that name
     base, own = getattr(model, name), name in vars(model)
@@ -237,233 +246,3 @@ def dynamic_positions(model,           # a GLMForCausalLM, RecAdapterForCausalLM
     finally:
         if own: setattr(model, name, base)
         else: delattr(model, name)
-
-# %% ../nbs/09_trie.ipynb #b126fd2b
-@dataclass
-class Prompt:
-    "A blank for one entity: Part A with one `[MASK]` where it goes; decoding starts with `[sop]` at the mask's inter-position."
-    part_a: np.ndarray          # int64 [la]: Part A, one mask token at `mask_pos`
-    a_entity: np.ndarray        # int32 [la]: entity index of each Part A token (-1 plain / mask)
-    mask_pos: int               # position of the mask token in Part A
-    user_id: str = ''
-    seen: tuple = ()            # keys (item ids) the user already interacted with (excluded on request)
-    target: str | None = None   # the held-out key when known (e.g. the validation item)
-
-    def positions(self, layout: str = 'glm') -> np.ndarray:  # int64 [2, la + 1] (or [3, la + 1] with base ids)
-        "Positions of Part A + `[sop]` (the collator's functions: `[sop]` at the mask's inter-position, intra 1)."
-        return position_ids_2d(self.a_entity, np.array([self.mask_pos]), np.zeros(1, np.int64), np.full(1, -1), layout=layout)
-
-    def part_b_base(self, layout: str, n: int) -> np.ndarray:  # int64 [n]
-        "Base position ids of `[sop]` and the n - 1 tokens after it (generated or scored), by `positions.base_positions`."
-        la = len(self.part_a)
-        return base_positions(layout, la, np.full(n, self.mask_pos), np.arange(n))[la:]
-
-def model_layout(model) -> str:
-    "The base position layout a model was built with (`config.layout`; GLM and older adapters: 'glm')."
-    return getattr(getattr(model, 'config', None), 'layout', 'glm')
-
-# %% ../nbs/09_trie.ipynb #6b2e7aae
-def next_item_prompt(tables: Tables, split: Split,  # the dataset and its split (the TRAIN part is textualized)
-                     user_id: str, tokenizer,
-                     names: dict | None = None,      # `item_names(tables.items)`, if already computed
-                     placeholder: str = 'X',         # stand-in entity, replaced by the mask
-                     **text_kw                       # `TextConfig` fields for `textualize_user` (default: the training text)
-                    ) -> Prompt:
-    "The user's textualized training history with `[MASK]` where the next item goes: '...; C; [MASK].' after the last item."
-    names = item_names(tables.items) if names is None else names
-    s = textualize_user(tables, split, str(user_id), names=names, **text_kw)
-    last = max((i for i, e in enumerate(s.entities) if e.kind == 'item'), default=None)
-    if last is None: raise ValueError(f'next_item_prompt: user {user_id!r} has no item in the training history')
-    at, ins = s.entities[last].end, '; ' + placeholder
-    n = len(ins)
-    ents = [Entity(e.start + n, e.end + n, e.kind, e.key) if e.start >= at else e for e in s.entities]
-    ents.insert(last + 1, Entity(at + 2, at + n, 'item', '?'))
-    sents = [(a + n * (a >= at), b + n * (b >= at)) for a, b in s.sentences]
-    s2 = check_sample(TextSample(s.text[:at] + ins + s.text[at:], ents, sents, s.user_id))
-    ts = tokenize_sample(s2, tokenizer)
-    tk = np.flatnonzero(ts.entity == last + 1)
-    ms = apply_spans(ts, np.array([[tk[0], tk[-1] + 1]]), 'entity', special_ids(tokenizer))
-    tr, va = split.train, split.valid
-    seen = tuple(tr.loc[tr['user_id'] == str(user_id), 'item_id'].astype(str).unique())
-    tgt = va.loc[va['user_id'] == str(user_id), 'item_id'].astype(str)
-    return Prompt(ms.part_a, ms.a_entity, int(ms.mask_pos[0]), str(user_id), seen, tgt.iloc[0] if len(tgt) else None)
-
-# %% ../nbs/09_trie.ipynb #cb825459
-@dataclass
-class Hit:
-    "One decoded (or scored) entity: display name, the keys it names, its score, its tokens."
-    name: str
-    keys: list          # keys (item ids) with this token sequence; [] for a sequence outside the pool
-    score: float        # log-likelihood of tokens + [eop] given the prompt (beam / greedy / sample / ranking alike)
-    tokens: tuple
-    valid: bool = True  # an entity of the pool, ended by [eop] (always so with the constraint on)
-
-def hits_frame(hits) -> pd.DataFrame:
-    "A list of `Hit`s as a table (rank, name, score, keys, valid)."
-    return pd.DataFrame([dict(rank=i + 1, name=h.name, score=round(h.score, 3), keys=' '.join(h.keys), valid=h.valid)
-                         for i, h in enumerate(hits)], columns=['rank', 'name', 'score', 'keys', 'valid'])
-
-def batch_prompts(prompts, sids: SpecialIds, device=None, layout: str = 'glm') -> dict:
-    "generate() inputs of prompts, LEFT-padded: `input_ids`, `attention_mask` [b, L], `position_ids` [b, 2|3, L], `prefix_len` [b]."
-    b, L = len(prompts), max(len(p.part_a) for p in prompts) + 1
-    input_ids, am = np.full((b, L), sids.pad, np.int64), np.zeros((b, L), np.int64)
-    pos, pl = np.zeros((b, 2 if layout == 'glm' else 3, L), np.int64), np.zeros(b, np.int64)
-    for i, p in enumerate(prompts):
-        o = L - len(p.part_a) - 1                            # left padding: every prompt ends with its [sop] at L - 1
-        input_ids[i, o:-1], input_ids[i, -1] = p.part_a, sids.sop
-        am[i, o:], pos[i, :, o:], pl[i] = 1, p.positions(layout), L - 1   # columns < L - 1 are Part A (or padding, never seen)
-    t = lambda x: torch.as_tensor(x, device=device)
-    return dict(input_ids=t(input_ids), attention_mask=t(am), position_ids=t(pos), prefix_len=t(pl))
-
-# %% ../nbs/09_trie.ipynb #57a4d927
-def _log_likelihood(logits: tuple, seqs: torch.Tensor, eop: int) -> torch.Tensor:
-    "Sum of log-softmax(logits) at the generated tokens up to and including the first [eop] (per row)."
-    lp = torch.log_softmax(torch.stack(logits, 1).float(), -1).gather(2, seqs[..., None])[..., 0]
-    after = (seqs == eop).long().cumsum(1) - (seqs == eop).long()   # tokens after the first [eop] are padding
-    return (lp * (after == 0)).sum(1)
-
-def _cache_of(out):
-    "The KV cache a forward returned (transformers 5 calls it `cache`; older outputs `past_key_values`)."
-    c = getattr(out, 'cache', None)
-    return c if c is not None else getattr(out, 'past_key_values', None)
-
-def prefill(model, inputs: dict, rows: int = 1):
-    "The KV cache of each prompt's Part A (`batch_prompts` inputs but the final [sop]), computed once, repeated `rows` times."
-    with torch.no_grad():
-        out = model(input_ids=inputs['input_ids'][:, :-1], position_ids=inputs['position_ids'][..., :-1],
-                    attention_mask=inputs['attention_mask'][:, :-1], prefix_len=inputs['prefix_len'], use_cache=True,
-                    logits_to_keep=1)
-    cache = _cache_of(out)
-    if rows > 1: cache.batch_repeat_interleave(rows)
-    return cache
-
-# %% ../nbs/09_trie.ipynb #6a94041c
-def generate_entities(model,                   # GLMForCausalLM or RecAdapterForCausalLM (eval mode)
-                      prompts,                 # a `Prompt` or a list of them (decoded together, left-padded)
-                      trie: EntityTrie,        # the entity pool (items)
-                      sids: SpecialIds,         # `special_ids(tokenizer)`: sop, eop, pad
-                      k: int = 10,             # entities returned per prompt
-                      mode: str = 'beam',      # 'beam', 'greedy' or 'sample'
-                      num_beams: int = 20,     # beams ('beam')
-                      n_samples: int = 50,     # sequences drawn per prompt ('sample')
-                      constrain: bool = True,  # only entities of the pool (else free generation, filtered afterwards)
-                      exclude_seen: bool = False,  # never produce the prompt's `seen` keys
-                      valid_only: bool = True, # drop sequences that are no entity of the pool (unconstrained runs)
-                      block_ids: bool = False, # GLM's block rule for intra ids (`positions.glm_block_ids`)
-                      max_new_tokens: int | None = None,        # default: the longest entity + 1
-                      temperature: float = 1.0, seed: int = 0,  # sampling
-                      tokenizer=None,          # names sequences outside the pool (unconstrained runs)
-                      **generate_kwargs        # anything else for `model.generate`
-                     ) -> list:                # list[Hit] (or one such list per prompt), best first, distinct
-    "Top-k distinct entities for each prompt with `model.generate` (KV cache), the trie constraint and dynamic 2D positions."
-    if mode not in ('beam', 'greedy', 'sample'): raise ValueError(f"mode must be 'beam', 'greedy' or 'sample', got {mode!r}")
-    single = isinstance(prompts, Prompt)
-    prompts = [prompts] if single else list(prompts)
-    layout = model_layout(model)
-    inputs = batch_prompts(prompts, sids, model.device, layout)
-    L = inputs['input_ids'].shape[1]
-    rows = dict(beam=num_beams, greedy=1, sample=n_samples)[mode]
-    excl = [Exclusion(trie, p.seen) if exclude_seen and p.seen else None for p in prompts]
-    dp = DynamicPositions(trie)
-    inter = torch.tensor([p.mask_pos for p in prompts]).repeat_interleave(rows)[:, None]
-    n_new = generate_kwargs.get('max_new_tokens') or max_new_tokens or trie.max_len + 1
-    base = torch.from_numpy(np.stack([p.part_b_base(layout, n_new + 1)[1:] for p in prompts])).repeat_interleave(rows, 0)
-    def positions(input_ids):
-        g = input_ids[:, L:]
-        if block_ids: intra = torch.from_numpy(glm_block_ids(np.arange(g.shape[1] + 1) == 0)[1:]).expand(g.shape[0], -1)
-        else: intra = torch.from_numpy(dp.intra(g.tolist())[:, 1:])
-        rows_ = [inter.expand_as(intra), intra] + ([] if layout == 'glm' else [base[:, :intra.shape[1]]])
-        return torch.stack(rows_, 1)
-    gk = dict(max_new_tokens=max_new_tokens or trie.max_len + 1, eos_token_id=sids.eop, pad_token_id=sids.pad,
-              return_dict_in_generate=True, use_cache=True,
-              logits_processor=[TrieLogitsProcessor(trie, L, excl, rows)] if constrain else None)
-    if mode == 'beam': gk.update(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, length_penalty=0.0,
-                                 output_scores=True)
-    else: gk.update(do_sample=mode == 'sample', num_return_sequences=rows, output_logits=True,
-                    **(dict(temperature=temperature) if mode == 'sample' else {}))
-    gk.update(generate_kwargs)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]), dynamic_positions(model, positions, L):
-        torch.manual_seed(seed)
-        out = model.generate(**inputs, cache=prefill(model, inputs, rows), **gk)   # Part A once per prompt, not per beam
-    gen = out.sequences[:, L:]
-    scores = (out.sequences_scores if mode == 'beam' else _log_likelihood(out.logits, gen, sids.eop)).tolist()
-    res = []
-    for i, p in enumerate(prompts):
-        best = {}
-        for r in range(i * rows, (i + 1) * rows):
-            g = gen[r].tolist()
-            ended = sids.eop in g
-            toks = tuple(g[:g.index(sids.eop)]) if ended else tuple(g)
-            keys = trie.keys_at(toks) if ended and scores[r] > float('-inf') else []
-            name = (' | '.join(dict.fromkeys(trie.name_of[x] for x in keys)) if keys else
-                    tokenizer.decode(list(toks)).strip() if tokenizer is not None else '')
-            if toks not in best or scores[r] > best[toks].score: best[toks] = Hit(name, keys, scores[r], toks, bool(keys))
-        hits = sorted(best.values(), key=lambda h: -h.score)
-        if valid_only: hits = [h for h in hits if h.valid]
-        if exclude_seen: hits = [h for h in hits if not h.keys or not set(h.keys) <= set(p.seen)]
-        res.append(hits[:k])
-    return res[0] if single else res
-
-# %% ../nbs/09_trie.ipynb #5237550a
-def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # candidate keys, e.g. 1 positive + 99 negatives
-                    sids: SpecialIds,
-                    batch_size: int = 32,        # candidates per forward pass (batched by length: little padding)
-                    per_token: bool = False      # mean log-likelihood per token instead of the sum
-                   ) -> list:                    # list[Hit], best first (ties keep the order of `candidates`)
-    "Score candidates by the log-likelihood of `tokens + [eop]` after Part A and `[sop]`, without generation; Part A runs once and its KV cache serves every candidate."
-    cands = [str(c) for c in candidates]
-    missing = [c for c in cands if c not in trie.tokens_of]
-    if missing: raise KeyError(f'rank_candidates: candidate key(s) {missing[:5]} are not in the entity pool')
-    dev, la = model.device, len(prompt.part_a)
-    t = lambda x: torch.as_tensor(x, device=dev)
-    layout = model_layout(model)
-    a_in = dict(input_ids=t(prompt.part_a)[None], position_ids=t(prompt.positions(layout)[:, :la])[None],
-                attention_mask=torch.ones(1, la, dtype=torch.long, device=dev), prefix_len=t([la]))
-    with torch.no_grad(): a_cache = _cache_of(model(**a_in, use_cache=True))
-    by_len, score = sorted(set(cands), key=lambda c: len(trie.tokens_of[c])), {}
-    for c0 in range(0, len(by_len), batch_size):
-        chunk = by_len[c0:c0 + batch_size]
-        seqs = [trie.tokens_of[c] for c in chunk]
-        lens = np.array([len(s) + 1 for s in seqs]); C, Lb = len(chunk), int(lens.max())
-        real = np.arange(Lb)[None, :] < lens[:, None]
-        first = np.cumsum(lens) - lens                       # each candidate is one Part B span: [sop] + its tokens
-        ent = np.repeat(np.arange(C), lens); ent[first] = -1  # one entity per span ([sop] is no entity)
-        start = np.zeros(len(ent), bool); start[first] = True
-        inp, tgt = np.full((C, Lb), sids.pad, np.int64), np.full((C, Lb), -100, np.int64)
-        pos = np.zeros((C, 2 if layout == 'glm' else 3, Lb), np.int64)
-        inp[real] = np.concatenate([(sids.sop,) + s for s in seqs]); tgt[real] = np.concatenate([s + (sids.eop,) for s in seqs])
-        pos[:, 0][real] = prompt.mask_pos; pos[:, 1][real] = part_b_intra(continues_entity(ent), start)
-        if layout != 'glm': pos[:, 2] = prompt.part_b_base(layout, Lb)
-        with torch.no_grad():
-            cache = copy.deepcopy(a_cache); cache.batch_repeat_interleave(C)
-            logits = model(input_ids=t(inp), position_ids=t(pos), prefix_len=t(np.full(C, la)), cache=cache, use_cache=True,
-                           attention_mask=t(np.concatenate([np.ones((C, la), np.int64), real], 1))).logits[t(real)].float()
-            # only the real positions, and log p = logit - logsumexp: no second [tokens, vocab] tensor
-            lp = logits.gather(1, t(tgt[real])[:, None])[:, 0] - torch.logsumexp(logits, -1)
-            s = torch.zeros(C, dtype=lp.dtype, device=dev).index_add_(0, t(np.repeat(np.arange(C), lens)), lp)
-        if per_token: s = s / t(lens)
-        score.update(zip(chunk, s.tolist()))
-    return sorted([Hit(trie.name_of[c], [c], score[c], trie.tokens_of[c]) for c in cands], key=lambda h: -h.score)
-
-# %% ../nbs/09_trie.ipynb #5552cc39
-def decode_table(trie: EntityTrie, tokens,  # generated ids after [sop] (an [eop] ends them)
-                 tokenizer=None,            # shows each token's text
-                 exclusion: Exclusion | None = None,  # what the constraint leaves out
-                 n_names: int = 3) -> pd.DataFrame:
-    "The decoder's view, one row per token: text, does the trie say it continues the entity, its intra-position, the entities below the node reached (count, a few names), how many tokens the constraint allows next."
-    toks = [int(x) for x in tokens]
-    toks = toks[:toks.index(trie.eop) + 1] if trie.eop in toks else toks
-    body = toks[:-1] if toks and toks[-1] == trie.eop else toks
-    intra, dp = decode_positions(trie, body), DynamicPositions(trie)
-    show = (lambda i: repr(tokenizer.decode([i]))) if tokenizer is not None else str
-    rows = [dict(step=0, token='[sop]', continues=False, intra=1, entities_below=trie.count(()),
-                 examples=trie.names_below((), n_names), allowed_next=len(trie.allowed_tensor((), exclusion)))]
-    for i, x in enumerate(body):
-        ent, cont = dp.state(tuple(body[:i + 1]))
-        rows.append(dict(step=i + 1, token=show(x), continues=cont[-1], intra=int(intra[i + 1]),
-                         entities_below=trie.count(ent), examples=trie.names_below(ent, n_names),
-                         allowed_next=len(trie.allowed_tensor(ent, exclusion)) if ent else 0))
-    if len(body) < len(toks):
-        rows.append(dict(step=len(toks), token='[eop]', continues=False, intra=-1, entities_below=len(trie.keys_at(body)),
-                         examples=[trie.name_of[x] for x in trie.keys_at(body)][:n_names], allowed_next=0))
-    return pd.DataFrame(rows)

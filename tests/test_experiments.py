@@ -120,7 +120,8 @@ def test_repeated_items_same_rule_recsysllm_and_baselines(repeats, monkeypatch):
     candidate scores put the test item first; its beams even list history items, as a decoder without the trie's
     exclusion would) and an oracle baseline get the same per-user outcome: a miss exactly on the 5 repeats."""
     from recsysllm_nb import experiments as E
-    from recsysllm_nb.trie import Hit, EntityTrie
+    from recsysllm_nb.trie import EntityTrie
+    from recsysllm_nb.decode import Hit
     from recsysllm_nb.baselines import eval_sequential, eval_direct
     t, s, names, seen, truth = repeats
     tok = demo_tokenizer()

@@ -13,8 +13,8 @@ from recsysllm_nb.entities import SpecialIds, TokenizedSample, demo_tokenizer, s
 from recsysllm_nb.glm import GLMForCausalLM, tiny_glm_config
 from recsysllm_nb.masking import apply_spans
 from recsysllm_nb.positions import position_ids_2d
-from recsysllm_nb.trie import (DynamicPositions, EntityTrie, Exclusion, Prompt, decode_positions, entity_token_ids,
-                               generate_entities, model_layout, next_item_prompt, rank_candidates)
+from recsysllm_nb.trie import DynamicPositions, EntityTrie, Exclusion, decode_positions, entity_token_ids
+from recsysllm_nb.decode import Prompt, generate_entities, model_layout, next_item_prompt, rank_candidates
 
 IDS = SpecialIds(mask=0, smask=1, gmask=2, sop=3, eop=4, pad=5, eos=6)
 V = 40                       # vocabulary of the random models
