@@ -95,7 +95,7 @@ def main():
 def eval_throughput(tables, split, names, tok, trie) -> dict:
     "RecSysLLM users/s (sequential beam search + direct candidates) and the SASRec + BPR-MF users/s on the same users."
     import torch
-    from recsysllm_nb.train import build_model
+    from recsysllm_nb.models import build_model
     from recsysllm_nb.baselines import SASRec, BPRMF, user_histories, eval_sequential, eval_direct
     from recsysllm_nb.experiments import eval_users, eval_prompts, score_sequential, score_direct, subset_split
     users = eval_users(split, EVAL_USERS, seed=0)

@@ -7,7 +7,7 @@
 - sequential: constrained beam search (`decode.generate_entities`, 20 beams over the 1,682 titles, the user's items
   excluded), users per second.
 
-The model is SmolLM2-135M behind the position adapter with the pre-trained layout (`train.PRETRAINED_LAYOUT`), untrained
+The model is SmolLM2-135M behind the position adapter with the pre-trained layout (`models.PRETRAINED_LAYOUT`), untrained
 2D tables: speed does not depend on training. Prompts: the users' next-item prompts (`decode.next_item_prompt`).
 Medians over users. `--bf16` runs every forward under CPU bf16 autocast (AMX on this machine).
 
@@ -23,7 +23,7 @@ from recsysllm_nb.textualize import item_names
 from recsysllm_nb.entities import special_ids
 from recsysllm_nb.pretrained import load_pretrained
 from recsysllm_nb.adapter import RecAdapterForCausalLM
-from recsysllm_nb.train import PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
+from recsysllm_nb.models import PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
 from recsysllm_nb.trie import EntityTrie, Exclusion
 from recsysllm_nb.decode import next_item_prompt, rank_candidates, generate_entities
 

@@ -1,8 +1,8 @@
 """Benchmark: LoRA training speed of RecSysLLM on a real pre-trained LLM (SmolLM2-135M) on the CPU.
 
-Ours: SmolLM2 behind the position adapter with the pre-trained defaults (`train.PRETRAINED_LAYOUT`,
-`train.PRETRAINED_PREFIX_LM`: 3 position rows, the 4-D attention mask built from `positions.prefix_lm_mask`, the inter /
-intra tables and the new token rows trained), LoRA r=8 on q/k/v/o/gate/up/down through `train.apply_lora`, the
+Ours: SmolLM2 behind the position adapter with the pre-trained defaults (`models.PRETRAINED_LAYOUT`,
+`models.PRETRAINED_PREFIX_LM`: 3 position rows, the 4-D attention mask built from `positions.prefix_lm_mask`, the inter /
+intra tables and the new token rows trained), LoRA r=8 on q/k/v/o/gate/up/down through `models.apply_lora`, the
 blank-infilling loss. Baseline, same run: plain peft LoRA (same rank and modules) on the same `LlamaForCausalLM`,
 ordinary causal-LM training (2-D padding mask, shifted loss) on the same token ids. Batches: RecCollator on real
 ML-100K users. Each round runs one optimizer step of each, alternating; tokens/s counts the non-padding tokens.
@@ -17,7 +17,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from recsysllm_nb.pretrained import load_pretrained
 from recsysllm_nb.adapter import RecAdapterForCausalLM, lora_targets
-from recsysllm_nb.train import apply_lora, PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
+from recsysllm_nb.models import apply_lora, PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
 from recsysllm_nb.masking import MaskConfig
 from recsysllm_nb.collate import RecCollator
 from recsysllm_nb.layouts import ml100k_examples

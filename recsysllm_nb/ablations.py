@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 from .data import Tables, Split, pyplot_for
 from .entities import demo_tokenizer
 from .masking import MaskConfig
-from .train import apply_lora
+from .models import apply_lora
 import recsysllm_nb.glm  # noqa: F401  (registers the GLM with the Auto classes)
 from .task_training import training_data, pretrain_with_tasks
 from .experiments import (ExperimentConfig, eval_users, evaluate_recsysllm,

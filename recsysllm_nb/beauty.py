@@ -12,7 +12,7 @@ from fastcore.script import call_parse, store_true, Param, anno_parser
 from .data import Tables, Split, leave_one_out, stats, format_stats
 from .sequences import load_sequences
 from .entities import corpus_tokenizer, add_special_tokens
-from .train import build_model, apply_lora
+from .models import build_model, apply_lora
 from .task_training import pretrain_with_tasks, trained_run
 from .baselines import default_baselines
 from .experiments import ExperimentConfig, run_experiments, paper_tables, markdown_table
@@ -29,7 +29,7 @@ class BenchConfig:
     "A benchmark run: the model, its training and the evaluation (`recsysllm_bench` takes the same names)."
     name: str = 'cpu'                   # the preset this came from (printed on every table)
     checkpoint: str | None = None       # pre-trained causal LM folder for LoRA (None: a fresh GLM of `size`)
-    size: str = 'small'                 # GLM size preset of a fresh model (`train.SIZES`)
+    size: str = 'small'                 # GLM size preset of a fresh model (`models.SIZES`)
     lora_rank: int = 0                  # LoRA rank on the checkpoint (0: train every weight)
     vocab_size: int = 8000              # tokenizer trained offline on the training text (fresh model only)
     steps: int = 2000                   # optimizer steps
@@ -207,7 +207,7 @@ def recsysllm_bench(folder: str,               # folder with sequences.jsonl + i
                     steps: int = None,           # optimizer steps (this and the options below override the preset)
                     n_users: int = None,         # test users evaluated, drawn with the seed (0: all)
                     beams: int = None,           # beams of the sequential constrained beam search
-                    size: str = None,            # GLM size preset of a fresh model (train.SIZES)
+                    size: str = None,            # GLM size preset of a fresh model (models.SIZES)
                     seed: int = None,            # seed of the split, sampling, weights, users, templates
                     batch_size: int = None,      # training batch size
                     vocab_size: int = None,      # vocabulary of the tokenizer trained on the data (fresh model)

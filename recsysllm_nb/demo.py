@@ -12,7 +12,7 @@ from .textualize import textualize_corpus, mark_entities, TextSample
 from .entities import demo_tokenizer
 from .pretrained import load_pretrained, DEFAULT_LM
 from .adapter import RecAdapterForCausalLM
-from .train import apply_lora, trainable_parameters, PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
+from .models import apply_lora, trainable_parameters, PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
 from transformers import AutoModelForCausalLM, set_seed   # after `train`: it quiets bitsandbytes' import first
 from .task_training import pretrain_with_tasks
 from .data import write_atomic

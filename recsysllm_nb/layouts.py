@@ -16,7 +16,7 @@ from .masking import MaskConfig
 from .collate import RecCollator
 from .adapter import RecAdapterForCausalLM
 from .pretrained import load_pretrained, DEFAULT_LM
-from .train import apply_lora
+from .models import apply_lora
 
 # %% auto #0
 __all__ = ['LAYOUT_CONFIGS', 'ml100k_examples', 'span_nll', 'inplace_nll', 'layout_study']

@@ -35,7 +35,7 @@ def load_model(path=DEMO_MODEL,  # folder of a saved model (`save_pretrained`): 
     """A trained model and its tokenizer from local folders, or a registered pre-trained LLM as it is (zero-shot, with the
     method's tokens and the pre-trained layout); a clear message of what to run first when there is none."""
     if str(path) in PRETRAINED and not Path(path).exists():
-        from recsysllm_nb.train import PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
+        from recsysllm_nb.models import PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
         from recsysllm_nb.adapter import RecAdapterForCausalLM
         lm, tok, _ = load_pretrained(str(path))
         return RecAdapterForCausalLM.from_base(lm, layout=PRETRAINED_LAYOUT, prefix_lm=PRETRAINED_PREFIX_LM).eval(), tok

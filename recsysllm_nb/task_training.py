@@ -123,13 +123,13 @@ def pretrain_with_tasks(tables: Tables, split: Split,
                         out_dir='runs/experiment',  # losses.json, loss.png, final/ (model + tokenizer), tokenizer/
                         tokenizer=None,             # default: the demo tokenizer, cached in out_dir/tokenizer
                         steps: int = 300,           # optimizer steps
-                        size: str = 'small',        # size preset of a fresh GLM (`train.SIZES`)
+                        size: str = 'small',        # size preset of a fresh GLM (`models.SIZES`)
                         batch_size: int = 16, lr: float = 2e-3, max_length: int = 256,
                         mix=(1.0, 1.0, 2.0),        # weights of sampled histories, whole histories, task prompts
                         mask_config: MaskConfig | None = None,  # masking of the text (default RecSysLLM's)
                         block_ids: bool | None = None, # GLM block ids, not entity intra ids (default: the mask's)
                         model=None,                 # a model to train (e.g. a LoRA-wrapped base); default: a fresh GLM
-                        lora_rank: int = 0,         # recorded in the config (wrap `model` with `train.apply_lora` yourself)
+                        lora_rank: int = 0,         # recorded in the config (wrap `model` with `models.apply_lora` yourself)
                         data: dict | None = None,   # `training_data(...)`, if already built (else built here, all users)
                         seed: int = 0, progress: bool = True,
                         logging_steps: int = 1,     # log the loss every this many steps

@@ -12,14 +12,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from fastcore.script import call_parse, store_true
-import logging
-# bitsandbytes (imported by transformers / peft) warns on CPUs with AVX512-BF16 that it cannot fetch a kernel from
-# the Hub; we never download: silence that logger before the first import of bitsandbytes
-logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedConfig,
-                          Trainer, TrainerCallback, TrainingArguments, set_seed)
+# models first: it quiets bitsandbytes' kernel-download warning before transformers' Trainer imports bitsandbytes
+from .models import MODEL_KINDS, build_model, new_token_rows, apply_lora, is_quantized
+from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
-from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from .data import load_ml100k, leave_one_out, _atomic_dir, pyplot_for
 from .sources import load_dataset
 from .pretrained import pretrained_lm
@@ -27,15 +23,12 @@ from .textualize import textualize_corpus
 from .entities import add_special_tokens, demo_tokenizer, tokenize_samples
 from .masking import MaskConfig
 from .collate import RecCollator, RecDataset
-from .glm import GLMConfig, GLMForCausalLM
-from .adapter import RecAdapterConfig, RecAdapterForCausalLM, lora_targets, tiny_base_config
+
 
 # %% auto #0
-__all__ = ['SIZES', 'MODEL_KINDS', 'PRETRAINED_LAYOUT', 'PRETRAINED_PREFIX_LM', 'DS_AUTO_KEYS', 'MixedDataset', 'model_config',
-           'nf4_config', 'new_token_rows', 'build_model', 'is_quantized', 'apply_lora', 'trainable_parameters',
-           'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args', 'load_tokenizer',
-           'text_corpora', 'text_sources', 'TrainResult', 'merged_lora', 'train', 'plot_losses', 'pretrain_demo',
-           'check_deepspeed_config', 'recsysllm_train']
+__all__ = ['DS_AUTO_KEYS', 'MixedDataset', 'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args',
+           'load_tokenizer', 'text_corpora', 'text_sources', 'TrainResult', 'merged_lora', 'train', 'plot_losses',
+           'pretrain_demo', 'check_deepspeed_config', 'recsysllm_train']
 
 # %% ../nbs/08_train.ipynb #46160a8a
 class MixedDataset(Dataset):
@@ -77,129 +70,6 @@ class MixedDataset(Dataset):
         if not isinstance(item, Mapping):
             raise TypeError(f'MixedDataset: item {j} of source {self.names[k]!r} is a {type(item).__name__}, expected a dict')
         return {**item, 'idx': int(i)}
-
-# %% ../nbs/08_train.ipynb #7ca1017a
-SIZES = {  # depth / width / heads of the size presets (intermediate_size: MLP width, default per family)
-    'tiny':  dict(num_layers=2, hidden_size=64, num_heads=4),
-    'small': dict(num_layers=4, hidden_size=128, num_heads=4),
-    'base':  dict(num_layers=6, hidden_size=256, num_heads=8),
-    '1b':    dict(num_layers=16, hidden_size=2048, num_heads=32, intermediate_size=8192),
-}
-MODEL_KINDS = ('glm', 'llama', 'qwen2', 'gpt2')
-
-def model_config(kind: str = 'glm',        # model family: one of MODEL_KINDS
-                 size: str = 'tiny',       # size preset: a key of SIZES
-                 vocab_size: int = 6000,   # rows of the token embedding (len(tokenizer))
-                 max_length: int = 256,    # longest batch: learned position tables hold this many positions
-                 pad_token_id: int | None = None,  # the tokenizer's pad id
-                 dropout: float = 0.0,     # dropout of GLM (embedding, attention, output); adapter bases use none
-                 max_intra: int = 64,      # rows of the adapter's intra-position table
-                 ) -> PreTrainedConfig:
-    "Config of a fresh model of family `kind` and size preset `size`."
-    if kind not in MODEL_KINDS: raise ValueError(f'model kind must be one of {MODEL_KINDS}, got {kind!r}')
-    if size not in SIZES: raise ValueError(f'size must be one of {list(SIZES)}, got {size!r}')
-    s = SIZES[size]
-    if kind == 'glm':
-        return GLMConfig(vocab_size=vocab_size, hidden_size=s['hidden_size'], num_layers=s['num_layers'],
-                         num_attention_heads=s['num_heads'], max_sequence_length=max_length,
-                         intermediate_size=s.get('intermediate_size'), pad_token_id=pad_token_id,
-                         embedding_dropout_prob=dropout, attention_dropout_prob=dropout, output_dropout_prob=dropout)
-    extra = {}
-    if 'intermediate_size' in s:
-        extra = dict(n_inner=s['intermediate_size']) if kind == 'gpt2' else dict(intermediate_size=s['intermediate_size'],
-                                                                               num_key_value_heads=max(1, s['num_heads'] // 4))
-    base = tiny_base_config(kind, vocab_size=vocab_size, hidden_size=s['hidden_size'], num_layers=s['num_layers'],
-                            num_heads=s['num_heads'], max_positions=max_length, pad_token_id=pad_token_id, **extra)
-    return RecAdapterConfig(base_config=base, max_intra=max_intra)
-
-def nf4_config(compute_dtype=None) -> BitsAndBytesConfig:
-    "QLoRA's quantization: 4-bit NormalFloat weights, double-quantized constants, matmuls in `compute_dtype` (bf16 on GPU, fp32 on CPU)."
-    if compute_dtype is None: compute_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute_dtype)
-
-# %% ../nbs/08_train.ipynb #e34d34d4
-def _device_map():
-    "Where a quantized model goes: this process's GPU (one per process under torchrun / accelerate), else the CPU."
-    return {'': int(os.environ.get('LOCAL_RANK', 0))} if torch.cuda.is_available() else 'cpu'
-
-PRETRAINED_LAYOUT = 'append'     # base-position layout of a pre-trained causal LM (chosen in `08b_layouts`) ...
-PRETRAINED_PREFIX_LM = False     # ... with a causal Part A: SmolLM2 never saw bidirectional attention (`08b_layouts`)
-
-def _load(path, qlora, dtype, layout=None, prefix_lm=None):
-    "A local checkpoint: our own model types load as they are; a plain causal LM is wrapped by the adapter with `layout`."
-    kw = dict(dtype=dtype) if dtype is not None else {}
-    if qlora: kw.update(quantization_config=nf4_config(), device_map=_device_map())
-    mt = AutoConfig.from_pretrained(path).model_type
-    if mt in (GLMConfig.model_type, RecAdapterConfig.model_type): return AutoModelForCausalLM.from_pretrained(path, **kw)
-    base = AutoModelForCausalLM.from_pretrained(path, attn_implementation='sdpa', **kw)
-    return RecAdapterForCausalLM.from_base(base, layout=layout or PRETRAINED_LAYOUT,
-                                           prefix_lm=PRETRAINED_PREFIX_LM if prefix_lm is None else prefix_lm)
-
-def new_token_rows(model_path, tokenizer) -> list:
-    "Ids of the tokenizer's tokens that have no row in the checkpoint at `model_path` (the method's special tokens, added)."
-    v = AutoConfig.from_pretrained(str(pretrained_lm(model_path))).get_text_config().vocab_size
-    return list(range(v, len(tokenizer)))
-
-# %% ../nbs/08_train.ipynb #9517297d
-def build_model(kind: str = 'glm',          # model family: one of MODEL_KINDS (ignored with model_path)
-                size: str = 'tiny',         # size preset (ignored with model_path)
-                vocab_size: int = 6000,     # len(tokenizer): a checkpoint with fewer rows is resized
-                max_length: int = 256,      # longest batch
-                model_path: str | None = None,  # local checkpoint folder (no downloads), instead of fresh weights
-                qlora: bool = False,        # linear layers as 4-bit nf4 weights (bitsandbytes)
-                dtype=None,                 # e.g. torch.bfloat16 for the weights (default float32)
-                seed: int = 0,              # fresh weights depend on this seed only
-                pad_token_id: int | None = None,  # the tokenizer's pad id
-                dropout: float = 0.0,       # GLM dropout of a fresh model
-                layout: str | None = None,  # base-position layout of a wrapped causal LM (default `PRETRAINED_LAYOUT`)
-                prefix_lm: bool | None = None):  # its Part A bidirectional? (default `PRETRAINED_PREFIX_LM`)
-    "A model of family `kind` and size `size` (fresh, seeded) or from `model_path`, optionally with 4-bit base weights."
-    set_seed(seed)
-    if model_path is not None: model = _load(str(pretrained_lm(model_path)), qlora, dtype, layout, prefix_lm)
-    else:
-        cfg = model_config(kind, size, vocab_size, max_length, pad_token_id, dropout)
-        model = (GLMForCausalLM if kind == 'glm' else RecAdapterForCausalLM)(cfg)
-        if dtype is not None: model = model.to(dtype)
-        if qlora:   # bitsandbytes quantizes while loading: save the fresh weights once, load them back in 4-bit
-            import tempfile
-            with tempfile.TemporaryDirectory() as d:
-                model.save_pretrained(d)
-                model = AutoModelForCausalLM.from_pretrained(d, quantization_config=nf4_config(), device_map=_device_map(),
-                                                             **(dict(dtype=dtype) if dtype is not None else {}))
-    if model.get_input_embeddings().num_embeddings < vocab_size: model.resize_token_embeddings(vocab_size)
-    return model
-
-# %% ../nbs/08_train.ipynb #10c698cd
-def is_quantized(model) -> bool:
-    "True if bitsandbytes 4-bit or 8-bit weights were loaded into `model`."
-    return bool(getattr(model, 'is_loaded_in_4bit', False) or getattr(model, 'is_loaded_in_8bit', False))
-
-def apply_lora(model,                     # a GLM, an adapter model or any HF causal LM (quantized or not)
-               rank: int = 8,             # LoRA rank r (the paper: 8)
-               alpha: int | None = None,  # LoRA alpha (scale alpha / r); default 2 * rank
-               dropout: float = 0.05,     # dropout on the LoRA input
-               targets=None,              # target module names; default `lora_targets(model)`
-               modules_to_save=None,      # modules trained in full; default: the adapter's 2D position tables, if any
-               gradient_checkpointing: bool = False,  # (quantized models) let peft prepare for gradient checkpointing
-               token_indices=None):       # embedding rows trained without unfreezing the table (new special tokens)
-    "Wrap `model` with peft LoRA adapters; a 4-bit / 8-bit model is prepared for k-bit training first."
-    if rank < 1: raise ValueError(f'apply_lora: rank must be >= 1, got {rank} (rank 0 means full training: do not call apply_lora)')
-    targets = list(targets) if targets is not None else lora_targets(model)
-    if modules_to_save is None:
-        modules_to_save = [n for n in ('intra_position_embeddings', 'inter_position_embeddings') if hasattr(model, n)] or None
-    if is_quantized(model):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={'use_reentrant': False})
-    cfg = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=targets,
-                     modules_to_save=modules_to_save, bias='none', trainable_token_indices=list(token_indices) or None
-                     if token_indices is not None else None)
-    return get_peft_model(model, cfg)
-
-def trainable_parameters(model) -> tuple[int, int]:
-    "(trainable, total) parameter counts (a 4-bit weight counts as its number of values)."
-    total = sum(p.numel() * (2 if p.__class__.__name__ == 'Params4bit' else 1) for p in model.parameters())
-    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
 
 # %% ../nbs/08_train.ipynb #4e515534
 class EpochCallback(TrainerCallback):

@@ -148,7 +148,7 @@ def test_repeated_items_same_rule_recsysllm_and_baselines(repeats, monkeypatch):
 
 def test_repeated_items_real_decoding(repeats):
     "A real (untrained) tiny GLM with the trie's exclusion: the repeated test items are never produced, always a miss."
-    from recsysllm_nb.train import build_model
+    from recsysllm_nb.models import build_model
     from recsysllm_nb.trie import EntityTrie
     from recsysllm_nb.experiments import score_sequential, score_direct
     t, s, names, seen, truth = repeats

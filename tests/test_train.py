@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from recsysllm_nb.train import (MixedDataset, TrainConfig, apply_lora, build_model, check_deepspeed_config, is_quantized,
-                                train, trainable_parameters)
+from recsysllm_nb.train import MixedDataset, TrainConfig, check_deepspeed_config, train
+from recsysllm_nb.models import apply_lora, build_model, is_quantized, trainable_parameters
 from recsysllm_nb.collate import RecCollator, RecDataset
 from recsysllm_nb.entities import demo_tokenizer, tokenize_samples
 from recsysllm_nb.data import load_ml100k, leave_one_out
