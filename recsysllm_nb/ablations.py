@@ -14,8 +14,8 @@ from .masking import MaskConfig
 from .models import apply_lora
 import recsysllm_nb.glm  # noqa: F401  (registers the GLM with the Auto classes)
 from .task_training import training_data, pretrain_with_tasks
-from .experiments import (ExperimentConfig, eval_users, evaluate_recsysllm,
-                                      write_report, paper_tables)
+from .experiments import eval_users, evaluate_recsysllm
+from .report import ExperimentConfig, write_report, paper_tables
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'RANKS', 'plot_rank_sweep', 'run_ablations', 'recsysllm_ablations']
@@ -125,7 +125,7 @@ def recsysllm_ablations(out: str = 'runs/ablations',   # report folder (report.m
     ("The ablations on MovieLens-100K: one mechanism off at a time, then the LoRA rank sweep; print the tables, write "
      "the report.")
     from recsysllm_nb.data import load_ml100k, leave_one_out
-    from recsysllm_nb.experiments import format_tables
+    from recsysllm_nb.report import format_tables
     tables = load_ml100k(); split = leave_one_out(tables, seed=seed)
     rk = tuple(int(x) for x in ranks.split(',') if x.strip())
     ab = run_ablations(tables, split, out, variants=tuple(v.strip() for v in variants.split(',') if v.strip()),

@@ -15,7 +15,7 @@ from .entities import corpus_tokenizer, add_special_tokens
 from .models import build_model, apply_lora
 from .task_training import pretrain_with_tasks, trained_run
 from .baselines import default_baselines
-from .experiments import ExperimentConfig, run_experiments, paper_tables, markdown_table
+from .report import ExperimentConfig, run_experiments, paper_tables, markdown_table
 from .data import write_atomic
 from .published import PAPER_DATASETS, paper_dataset, published_rows, inconsistent, paper_data_note
 

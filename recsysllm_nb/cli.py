@@ -87,7 +87,7 @@ def run_cli(fn,                      # a `call_parse` function, a function readi
 # %% ../nbs/00c_cli.ipynb #7ad5d6e8
 SCRIPTS = {  # console script -> module of recsysllm_nb defining the function of the same name
     'recsysllm_data': 'sources', 'recsysllm_demo': 'demo', 'recsysllm_train': 'train',
-    'recsysllm_recommend': 'recommend', 'recsysllm_eval': 'experiments', 'recsysllm_beauty': 'beauty',
+    'recsysllm_recommend': 'recommend', 'recsysllm_eval': 'report', 'recsysllm_beauty': 'beauty',
     'recsysllm_bench': 'beauty', 'recsysllm_ablations': 'ablations', 'recsysllm_headline': 'headline'}
 
 def _entry(name: str, module: str):

@@ -16,7 +16,7 @@ from .models import apply_lora, trainable_parameters, PRETRAINED_LAYOUT, PRETRAI
 from transformers import AutoModelForCausalLM, set_seed   # after `train`: it quiets bitsandbytes' import first
 from .task_training import pretrain_with_tasks
 from .data import write_atomic
-from .experiments import ExperimentConfig, run_experiments, format_tables
+from .report import ExperimentConfig, run_experiments, format_tables
 
 # %% auto #0
 __all__ = ['DEMO_PRESETS', 'step_data', 'step_text', 'step_tokenizer', 'step_model', 'step_pretrain', 'step_evaluate',

@@ -11,8 +11,8 @@ import pandas as pd
 from fastcore.script import call_parse, store_true
 from .data import load_ml100k, leave_one_out
 from .pretrained import DEFAULT_LM
-from .experiments import (ExperimentConfig, run_experiments, evaluate_baselines, eval_users, write_report,
-                                      format_tables, paper_tables)
+from .experiments import evaluate_baselines, eval_users
+from .report import ExperimentConfig, run_experiments, write_report, format_tables, paper_tables
 from .demo import step_model, step_pretrain
 from .task_training import trained_run, heldout_loss
 

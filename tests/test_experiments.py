@@ -9,7 +9,8 @@ from recsysllm_nb.textualize import item_names
 from recsysllm_nb.entities import demo_tokenizer
 from recsysllm_nb.tasks import TEMPLATES, build_tasks
 from recsysllm_nb.baselines import RandomScorer, Popularity, BPRMF
-from recsysllm_nb.experiments import ExperimentConfig, eval_prompts, paper_tables, run_experiments, eval_users, METRICS
+from recsysllm_nb.experiments import eval_prompts, eval_users, METRICS
+from recsysllm_nb.report import ExperimentConfig, paper_tables, run_experiments
 from recsysllm_nb.task_training import pretrain_with_tasks, training_leaks
 
 warnings.filterwarnings('ignore', message='.*tasks skipped.*')
