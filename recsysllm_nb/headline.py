@@ -65,14 +65,18 @@ def train_arm(arm: Arm, tables, split, o: Path, seed: int = 0, progress: bool = 
                training_seconds=round(run['seconds'], 1) if run['seconds'] else 'an earlier run')
     return run['model'], run['tokenizer'], rec
 
+def _run_key(arm: dict, n_users=None, seed=None, beams=None) -> dict:
+    "What an arm's results depend on (its folder is only where they are kept): a later call with the same key reuses them."
+    return dict(arm={k: v for k, v in arm.items() if k != 'folder'}, n_users=n_users, seed=seed, beams=beams)
+
 def run_arm(arm: Arm, tables, split, out,
             n_users: int | None = 200,   # test users, drawn with the seed (None: all)
             seed: int = 0, beams: int = 20, progress: bool = True) -> list:
     ("The rows of one arm, evaluated on the seeded test users (read back from out/<slug>/ when that run is already "
      "done).")
-    o, key = Path(out) / arm.slug, dict(arm=asdict(arm), n_users=n_users, seed=seed, beams=beams)
+    o, key = Path(out) / arm.slug, _run_key(asdict(arm), n_users, seed, beams)
     done = o / 'results.json'
-    if done.exists() and json.loads(done.read_text())['run'].get('key') == key:
+    if done.exists() and _run_key(**json.loads(done.read_text())['run'].get('key', {})) == key:
         print(f'\n== {arm.name}: done before, read from {done}'); return json.loads(done.read_text())['rows']
     model, tok, rec = train_arm(arm, tables, split, o, seed, progress)
     cfg = ExperimentConfig(model=arm.model, n_users=n_users, seed=seed, beams=beams, direct_modes=('candidates',),
