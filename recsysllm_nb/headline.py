@@ -66,7 +66,8 @@ def train_arm(arm: Arm, tables, split, o: Path, seed: int = 0, progress: bool = 
     return run['model'], run['tokenizer'], rec
 
 def _run_key(arm: dict, n_users=None, seed=None, beams=None) -> dict:
-    "What an arm's results depend on (its folder is only where they are kept): a later call with the same key reuses them."
+    ("What an arm's results depend on (its folder is only where they are kept): a later call with the same key reuses "
+     "them.")
     return dict(arm={k: v for k, v in arm.items() if k != 'folder'}, n_users=n_users, seed=seed, beams=beams)
 
 def run_arm(arm: Arm, tables, split, out,
@@ -165,7 +166,8 @@ def sweep(out='runs/headline', base: Arm = HEADLINE_ARMS[1],
 
 # %% ../nbs/15a_headline.ipynb #441c0334
 def tuned_arm(out, base: Arm = HEADLINE_ARMS[1]) -> Arm:
-    "`base` at the sweep's best (lr, steps) from `out/sweep.json`, in its sweep folder; `base` itself when it is the best."
+    ("`base` at the sweep's best (lr, steps) from `out/sweep.json`, in its sweep folder; `base` itself when it is the "
+     "best.")
     f = Path(out) / 'sweep.json'
     if not f.exists():
         raise FileNotFoundError(f'{f}: no sweep to choose from; run recsysllm_headline --sweep_lrs ... first')
