@@ -9,7 +9,7 @@ import pandas as pd
 from fastcore.script import call_parse, store_true
 from transformers import AutoModelForCausalLM
 from .data import Tables, Split, pyplot_for
-from .entities import demo_tokenizer
+from .tokenizer import demo_tokenizer
 from .masking import MaskConfig
 from .models import apply_lora
 import recsysllm_nb.glm  # noqa: F401  (registers the GLM with the Auto classes)

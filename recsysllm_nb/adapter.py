@@ -6,13 +6,15 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
+from fastcore.basics import patch
 from transformers import (AutoConfig, AutoModelForCausalLM, GPT2Config, LlamaConfig,
                           PreTrainedConfig, PreTrainedModel, Qwen2Config)
 from transformers.cache_utils import Cache
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from .positions import prefix_lm_mask, LAYOUTS
-from .glm import glm_loss, position_rows, prefix_attention, Prefix2DGenerationMixin
+from .glm import glm_loss
+from .model2d import position_rows, prefix_attention, Prefix2DGenerationMixin
 
 # %% auto #0
 __all__ = ['infilling_loss', 'LORA_TARGETS', 'tiny_base_config', 'attention_bias', 'RecAdapterConfig', 'RecAdapterForCausalLM',
@@ -116,78 +118,95 @@ class RecAdapterForCausalLM(PreTrainedModel, Prefix2DGenerationMixin):
         config._attn_implementation = impl  # building the config reset it on the (shared) base config
         return cls(config, lm=model)
 
-    def _init_weights(self, module):
-        "Zero 2D position tables (the base model's modules are initialised by the base model's own rule)."
-        if any(module is getattr(self, n, None) for n in ('intra_position_embeddings', 'inter_position_embeddings')):
-            nn.init.zeros_(module.weight)
+# %% ../nbs/07_adapter.ipynb #7709af4b
+@patch
+def _init_weights(self: RecAdapterForCausalLM, module):
+    "Zero 2D position tables (the base model's modules are initialised by the base model's own rule)."
+    if any(module is getattr(self, n, None) for n in ('intra_position_embeddings', 'inter_position_embeddings')):
+        nn.init.zeros_(module.weight)
 
-    def get_input_embeddings(self): return self.lm.get_input_embeddings()
-    def set_input_embeddings(self, value): self.lm.set_input_embeddings(value)
-    def get_output_embeddings(self): return self.lm.get_output_embeddings()
-    def set_output_embeddings(self, value): self.lm.set_output_embeddings(value)
+@patch
+def get_input_embeddings(self: RecAdapterForCausalLM): return self.lm.get_input_embeddings()
 
-    def resize_token_embeddings(self, new_num_tokens: int | None = None, # new vocabulary size, e.g. `len(tokenizer)`
-                                pad_to_multiple_of: int | None = None, # round the size up to a multiple of this
-                                mean_resizing: bool = True, # new rows drawn around the mean of the old ones
-                               ) -> nn.Embedding:
-        "Resize the base model's token embeddings and output layer (tied or not), e.g. after adding special tokens."
-        return self.lm.resize_token_embeddings(new_num_tokens, pad_to_multiple_of=pad_to_multiple_of,
-                                               mean_resizing=mean_resizing)
+@patch
+def set_input_embeddings(self: RecAdapterForCausalLM, value): self.lm.set_input_embeddings(value)
 
-    def _positions(self, position_ids, b, q, past, device):
-        """(base, inter, intra) ids [b, q] from `position_ids` (`glm.position_rows`): [b, 3, q] (inter, intra,
-        base), or for the 'glm' layout [b, 2, q] (base = inter), [b, q] (inter only) or None. Ids past a table's end
-        share its last row."""
-        rows = 2 if self.config.layout == 'glm' else 3
-        if rows == 3 and (position_ids is None or position_ids.ndim != 3):
-            raise ValueError(f"layout {self.config.layout!r} needs base position ids: position_ids [batch, 3, {q}]")
-        pos = position_rows(position_ids, b, q, past, device, rows)
-        if (pos[:, :2] < 0).any(): raise ValueError('inter and intra position ids must be >= 0')
-        intra = pos[:, 1].clamp(max=self.config.max_intra - 1)
-        inter = pos[:, 0].clamp(max=self.config.max_inter - 1) if rows == 3 else pos[:, 0]
-        return pos[:, 2] if rows == 3 else inter, inter, intra
+@patch
+def get_output_embeddings(self: RecAdapterForCausalLM): return self.lm.get_output_embeddings()
 
-    def _mask(self, attention_mask, prefix_len, b, q, past, dtype, device):
-        "The prefix-LM rows of the q new tokens (`glm.prefix_attention`), as the base model's attention applies them."
-        mask = prefix_attention(attention_mask, prefix_len if self.config.prefix_lm else None, b, q, past, device)
-        return attention_bias(mask.to(device), self.lm.config._attn_implementation, dtype)
+@patch
+def set_output_embeddings(self: RecAdapterForCausalLM, value): self.lm.set_output_embeddings(value)
 
-    def forward(self,
-                # [b, q] token ids (only the new ones when `cache` holds the rest)
-                input_ids: torch.LongTensor | None = None,
-                # [b, 2, q] (inter, intra) or [b, 3, q] (+ base), see `_positions`
-                position_ids: torch.LongTensor | None = None,
-                # [b, past+q] 1 = real token; or a ready 4-D mask [b, 1, q, past+q]
-                attention_mask: torch.Tensor | None = None,
-                prefix_len: torch.LongTensor | None = None, # [b] length of Part A; None = 0 (plain causal)
-                labels: torch.LongTensor | None = None, # [b, q] aligned with the logits (no shift), -100 = not scored
-                cache: Cache | None = None, # the base model's KV cache (e.g. `DynamicCache`), filled in place
-                use_cache: bool | None = None, # return the cache in the output
-                inputs_embeds: torch.FloatTensor | None = None, # [b, q, hidden] token embeddings instead of `input_ids`
-                logits_to_keep: int | torch.Tensor = 0, # as in HF causal LMs: only the last n logits (0 = all)
-                # from the Trainer: labelled tokens over the accumulated batch
-                num_items_in_batch: int | torch.Tensor | None = None,
-                **kwargs, # passed to the base model (output_attentions, output_hidden_states, ...)
-               ) -> CausalLMOutputWithPast:
-        "Logits (and loss when `labels` are given) of the wrapped LM under 2D positions and the prefix-LM mask."
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError('pass exactly one of input_ids or inputs_embeds')
-        if cache is None: cache = kwargs.pop('past_key_values', None)
-        kwargs.pop('return_dict', None)
-        if inputs_embeds is None: inputs_embeds = self.get_input_embeddings()(input_ids)
-        b, q = inputs_embeds.shape[:2]
-        dev = inputs_embeds.device
-        past = cache.get_seq_length() if cache is not None else 0
-        base, inter, intra = self._positions(position_ids, b, q, past, dev)
-        inputs_embeds = inputs_embeds + self.intra_position_embeddings(intra).to(inputs_embeds.dtype)
-        if self.config.layout != 'glm':
-            inputs_embeds = inputs_embeds + self.inter_position_embeddings(inter).to(inputs_embeds.dtype)
-        mask = self._mask(attention_mask, prefix_len, b, q, past, inputs_embeds.dtype, dev)
-        out = self.lm(inputs_embeds=inputs_embeds, position_ids=base, attention_mask=mask, cache=cache,
-                      use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
-        loss = None if labels is None else infilling_loss(out.logits, labels, num_items_in_batch)
-        return CausalLMOutputWithPast(loss=loss, logits=out.logits, cache=getattr(out, 'cache', None),
-                                      hidden_states=out.hidden_states, attentions=out.attentions)
+@patch
+def resize_token_embeddings(self: RecAdapterForCausalLM,
+                            new_num_tokens: int | None = None, # new vocabulary size, e.g. `len(tokenizer)`
+                            pad_to_multiple_of: int | None = None, # round the size up to a multiple of this
+                            mean_resizing: bool = True, # new rows drawn around the mean of the old ones
+                           ) -> nn.Embedding:
+    "Resize the base model's token embeddings and output layer (tied or not), e.g. after adding special tokens."
+    return self.lm.resize_token_embeddings(new_num_tokens, pad_to_multiple_of=pad_to_multiple_of,
+                                           mean_resizing=mean_resizing)
+
+# %% ../nbs/07_adapter.ipynb #488a83de
+@patch
+def _positions(self: RecAdapterForCausalLM, position_ids, b, q, past, device):
+    """(base, inter, intra) ids [b, q] from `position_ids` (`model2d.position_rows`): [b, 3, q] (inter, intra,
+    base), or for the 'glm' layout [b, 2, q] (base = inter), [b, q] (inter only) or None. Ids past a table's end
+    share its last row."""
+    rows = 2 if self.config.layout == 'glm' else 3
+    if rows == 3 and (position_ids is None or position_ids.ndim != 3):
+        raise ValueError(f"layout {self.config.layout!r} needs base position ids: position_ids [batch, 3, {q}]")
+    pos = position_rows(position_ids, b, q, past, device, rows)
+    if (pos[:, :2] < 0).any(): raise ValueError('inter and intra position ids must be >= 0')
+    intra = pos[:, 1].clamp(max=self.config.max_intra - 1)
+    inter = pos[:, 0].clamp(max=self.config.max_inter - 1) if rows == 3 else pos[:, 0]
+    return pos[:, 2] if rows == 3 else inter, inter, intra
+
+@patch
+def _mask(self: RecAdapterForCausalLM, attention_mask, prefix_len, b, q, past, dtype, device):
+    ("The prefix-LM rows of the q new tokens (`model2d.prefix_attention`), as the base model's attention applies "
+     "them.")
+    mask = prefix_attention(attention_mask, prefix_len if self.config.prefix_lm else None, b, q, past, device)
+    return attention_bias(mask.to(device), self.lm.config._attn_implementation, dtype)
+
+# %% ../nbs/07_adapter.ipynb #19adaa25
+@patch
+def forward(self: RecAdapterForCausalLM,
+            # [b, q] token ids (only the new ones when `cache` holds the rest)
+            input_ids: torch.LongTensor | None = None,
+            # [b, 2, q] (inter, intra) or [b, 3, q] (+ base), see `_positions`
+            position_ids: torch.LongTensor | None = None,
+            # [b, past+q] 1 = real token; or a ready 4-D mask [b, 1, q, past+q]
+            attention_mask: torch.Tensor | None = None,
+            prefix_len: torch.LongTensor | None = None, # [b] length of Part A; None = 0 (plain causal)
+            labels: torch.LongTensor | None = None, # [b, q] aligned with the logits (no shift), -100 = not scored
+            cache: Cache | None = None, # the base model's KV cache (e.g. `DynamicCache`), filled in place
+            use_cache: bool | None = None, # return the cache in the output
+            inputs_embeds: torch.FloatTensor | None = None, # [b, q, hidden] token embeddings instead of `input_ids`
+            logits_to_keep: int | torch.Tensor = 0, # as in HF causal LMs: only the last n logits (0 = all)
+            # from the Trainer: labelled tokens over the accumulated batch
+            num_items_in_batch: int | torch.Tensor | None = None,
+            **kwargs, # passed to the base model (output_attentions, output_hidden_states, ...)
+           ) -> CausalLMOutputWithPast:
+    "Logits (and loss when `labels` are given) of the wrapped LM under 2D positions and the prefix-LM mask."
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError('pass exactly one of input_ids or inputs_embeds')
+    if cache is None: cache = kwargs.pop('past_key_values', None)
+    kwargs.pop('return_dict', None)
+    if inputs_embeds is None: inputs_embeds = self.get_input_embeddings()(input_ids)
+    b, q = inputs_embeds.shape[:2]
+    dev = inputs_embeds.device
+    past = cache.get_seq_length() if cache is not None else 0
+    base, inter, intra = self._positions(position_ids, b, q, past, dev)
+    inputs_embeds = inputs_embeds + self.intra_position_embeddings(intra).to(inputs_embeds.dtype)
+    if self.config.layout != 'glm':
+        inputs_embeds = inputs_embeds + self.inter_position_embeddings(inter).to(inputs_embeds.dtype)
+    mask = self._mask(attention_mask, prefix_len, b, q, past, inputs_embeds.dtype, dev)
+    out = self.lm(inputs_embeds=inputs_embeds, position_ids=base, attention_mask=mask, cache=cache,
+                  use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
+    loss = None if labels is None else infilling_loss(out.logits, labels, num_items_in_batch)
+    return CausalLMOutputWithPast(loss=loss, logits=out.logits, cache=getattr(out, 'cache', None),
+                                  hidden_states=out.hidden_states, attentions=out.attentions)
 
 # %% ../nbs/07_adapter.ipynb #a2887658
 AutoConfig.register(RecAdapterConfig.model_type, RecAdapterConfig, exist_ok=True)

@@ -9,9 +9,10 @@ from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import pandas as pd
 from fastcore.script import call_parse, store_true, Param, anno_parser
-from .data import Tables, Split, leave_one_out, stats, format_stats
+from .data import Tables, Split, leave_one_out
+from .dataset_stats import stats, format_stats
 from .sequences import load_sequences
-from .entities import corpus_tokenizer, add_special_tokens
+from .tokenizer import corpus_tokenizer, add_special_tokens
 from .models import build_model, apply_lora
 from .task_training import pretrain_with_tasks, trained_run
 from .baselines import default_baselines

@@ -6,7 +6,9 @@
 from __future__ import annotations
 import numpy as np
 import torch
-from .entities import TokenizedSample, SpecialIds, special_ids
+from fastcore.basics import patch
+from .entities import TokenizedSample
+from .tokenizer import SpecialIds, special_ids
 from .masking import MaskConfig, draw_spans, apply_spans_batch, unit_cut
 from .positions import continues_entity, part_a_intra, part_b_intra, span_starts, glm_block_ids, base_positions
 
@@ -159,29 +161,33 @@ class RecCollator:
         self.block_ids = (not self.entity_aware) if block_ids is None else bool(block_ids)
         self.return_tensors, self.layout = return_tensors, layout
 
-    def set_epoch(self, epoch: int):
-        "Draw the masks of another epoch (every sample gets a fresh, still reproducible, draw)."
-        self.epoch = int(epoch)
+# %% ../nbs/05_collate.ipynb #c0d82242
+@patch
+def set_epoch(self: RecCollator, epoch: int):
+    "Draw the masks of another epoch (every sample gets a fresh, still reproducible, draw)."
+    self.epoch = int(epoch)
 
-    def mask(self, examples: list) -> list:
-        ("The masked samples of a batch (list[MaskedSample]): per sample its own random stream, then one vectorized "
-         "pass.")
-        cfg, ea = self.mask_config, self.entity_aware
-        toks, spans, levels, orders = [], [], [], []
-        for k, ex in enumerate(examples):
-            ts, idx = as_example(ex, k)
-            ts = truncate_left(ts, self.max_length - 2, ea)  # room for one span: its mask in Part A and its [sop]
-            level, sp, order = draw_spans(ts, cfg, sample_rng(self.seed, idx, self.epoch))
-            ts, sp, order = trim_spans(ts, sp, order, self.max_length, ea)
-            toks.append(ts); spans.append(sp); levels.append(level); orders.append(order)
-        return apply_spans_batch(toks, spans, levels, self.ids, orders if cfg.shuffle else None, ea)
+@patch
+def mask(self: RecCollator, examples: list) -> list:
+    ("The masked samples of a batch (list[MaskedSample]): per sample its own random stream, then one vectorized "
+     "pass.")
+    cfg, ea = self.mask_config, self.entity_aware
+    toks, spans, levels, orders = [], [], [], []
+    for k, ex in enumerate(examples):
+        ts, idx = as_example(ex, k)
+        ts = truncate_left(ts, self.max_length - 2, ea)  # room for one span: its mask in Part A and its [sop]
+        level, sp, order = draw_spans(ts, cfg, sample_rng(self.seed, idx, self.epoch))
+        ts, sp, order = trim_spans(ts, sp, order, self.max_length, ea)
+        toks.append(ts); spans.append(sp); levels.append(level); orders.append(order)
+    return apply_spans_batch(toks, spans, levels, self.ids, orders if cfg.shuffle else None, ea)
 
-    def __call__(self, examples: list) -> dict:
-        ("Collate a list of examples into the batch dict (`input_ids`, `position_ids`, `attention_mask`, `prefix_len`, "
-         "`labels`).")
-        if not len(examples): raise ValueError('RecCollator: empty batch')
-        batch = assemble_batch(self.mask(examples), self.ids.pad, self.pad_to_multiple_of, self.block_ids, self.layout)
-        return {k: torch.from_numpy(v) for k, v in batch.items()} if self.return_tensors == 'pt' else batch
+@patch
+def __call__(self: RecCollator, examples: list) -> dict:
+    ("Collate a list of examples into the batch dict (`input_ids`, `position_ids`, `attention_mask`, `prefix_len`, "
+     "`labels`).")
+    if not len(examples): raise ValueError('RecCollator: empty batch')
+    batch = assemble_batch(self.mask(examples), self.ids.pad, self.pad_to_multiple_of, self.block_ids, self.layout)
+    return {k: torch.from_numpy(v) for k, v in batch.items()} if self.return_tensors == 'pt' else batch
 
 # %% ../nbs/05_collate.ipynb #dcd5f2f4
 class RecDataset(torch.utils.data.Dataset):

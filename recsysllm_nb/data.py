@@ -4,17 +4,16 @@
 
 # %% ../nbs/00_data.ipynb #2e55fae1
 from __future__ import annotations
-import ast, csv, gzip, json, os, pickle, re, shutil, tempfile, importlib.util
+import csv, json, os, shutil, tempfile, importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from fastcore.script import call_parse
 
 # %% auto #0
 __all__ = ['INTERACTION_TEXT', 'SPLIT_FILES', 'DataError', 'Tables', 'read_atomic', 'ml100k_dir', 'load_ml100k', 'Split',
-           'sample_negatives', 'leave_one_out', 'write_atomic', 'pyplot_for', 'kcore', 'stats', 'format_stats']
+           'sample_negatives', 'leave_one_out', 'write_atomic', 'pyplot_for']
 
 # %% ../nbs/00_data.ipynb #6d0cc771
 class DataError(ValueError):
@@ -117,7 +116,8 @@ def _numbers(s: pd.Series):
     return pd.to_numeric(txt.mask(blank), errors='coerce').astype('float64'), blank
 
 def _to_float(s: pd.Series, src, col, allow_missing=False) -> pd.Series:
-    "Parse `s` as float64; `DataError` at the first value that is not a number (blank allowed only with `allow_missing`)."
+    ("Parse `s` as float64; `DataError` at the first value that is not a number (blank allowed only with "
+     "`allow_missing`).")
     out, blank = _numbers(s)
     v = out.to_numpy()
     bad = (np.isnan(v) & ~blank) | np.isinf(v)
@@ -350,36 +350,3 @@ def pyplot_for(path=None):  # where the caller will save its figure (None: only 
         matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     return plt
-
-# %% ../nbs/00_data.ipynb #f41cf574
-def kcore(tables: Tables,  # the dataset
-          k: int = 5,      # minimum interactions per user and per item
-         ) -> Tables:
-    "The k-core of `tables`: repeatedly drop users and items with fewer than `k` interactions."
-    x = tables.interactions
-    while True:
-        keep = (x.groupby('user_id')['item_id'].transform('size') >= k) & (x.groupby('item_id')['user_id'].transform('size') >= k)
-        if keep.all(): break
-        x = x[keep]
-    users = tables.users[tables.users['user_id'].isin(x['user_id'])].reset_index(drop=True)
-    items = tables.items[tables.items['item_id'].isin(x['item_id'])].reset_index(drop=True)
-    return Tables(users, items, x.reset_index(drop=True), f'{tables.name}-{k}core' if tables.name else '')
-
-# %% ../nbs/00_data.ipynb #6aa93b66
-def stats(tables: Tables,         # the dataset
-          split: Split | None = None,  # its split (default: `leave_one_out(tables, n_neg=0)`)
-         ) -> dict:
-    "Dataset statistics: users, items, interactions, sparsity, and the train/valid/test sizes of the split."
-    split = split if split is not None else leave_one_out(tables, n_neg=0)
-    u, i, n = len(tables.users), len(tables.items), len(tables.interactions)
-    return dict(users=u, items=i, interactions=n, sparsity=round(1 - n / (u * i), 6) if u and i else 1.0,
-                train=len(split.train), valid=len(split.valid), test=len(split.test))
-
-def format_stats(s: dict,        # output of `stats`
-                 name: str = '', # dataset name for the header
-                ) -> str:
-    "`stats` as a small two-column text table."
-    rows = [('dataset', name)] if name else []
-    rows += [(k, f'{v:.4%}' if k == 'sparsity' else f'{v:,}') for k, v in s.items()]
-    w = max(len(k) for k, _ in rows)
-    return '\n'.join(f'{k:<{w}}  {v:>12}' for k, v in rows)

@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 from .data import Tables, Split
 from .textualize import Entity, TextSample, textualize_user, item_names, check_sample
-from .entities import SpecialIds, special_ids, tokenize_sample
+from .entities import tokenize_sample
+from .tokenizer import SpecialIds, special_ids
 from .masking import apply_spans
 from .positions import part_b_intra, continues_entity, position_ids_2d, base_positions, glm_block_ids
 from .trie import (EntityTrie, Exclusion, DynamicPositions, TrieLogitsProcessor, dynamic_positions,

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json, time
 from pathlib import Path
 from fastcore.script import call_parse, store_true
-from .data import load_ml100k, leave_one_out, stats, format_stats, Tables, Split
+from .data import load_ml100k, leave_one_out, Tables, Split
+from .dataset_stats import stats, format_stats
 from .textualize import textualize_corpus, mark_entities, TextSample
-from .entities import demo_tokenizer
+from .tokenizer import demo_tokenizer
 from .pretrained import load_pretrained, DEFAULT_LM
 from .adapter import RecAdapterForCausalLM
 from .models import apply_lora, trainable_parameters, PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM

@@ -10,9 +10,10 @@ import torch
 from tqdm.auto import tqdm
 from .data import Tables, Split
 from .textualize import item_names
-from .entities import special_ids
+from .tokenizer import special_ids
 from .collate import assemble_batch
-from .tasks import FAMILIES, TEMPLATES, build_tasks, family_support, for_candidate, to_masked_batch
+from .tasks import FAMILIES, TEMPLATES, build_tasks, family_support, for_candidate
+from .task_infilling import to_masked_batch
 from .trie import EntityTrie
 from .decode import Prompt, generate_entities, rank_candidates
 from .metrics import rating_metrics, ranking_metrics, rank_excluding_history, repeated_targets, text_metrics

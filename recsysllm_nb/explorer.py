@@ -4,78 +4,21 @@
 
 # %% ../nbs/14_explorer.ipynb #068d0e87
 from __future__ import annotations
-import html, io, re
+import html, io
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 from .data import load_ml100k, leave_one_out
-from .textualize import (Entity, TextSample, DEFAULT_TEMPLATES, SENTENCE_BREAK, check_sample, item_names,
-                                     textualize_user)
-from .entities import TOKENIZER_KINDS, demo_tokenizer, special_ids, tokenize_sample
+from .textualize import item_names, textualize_user
+from .marked import parse_marked
+from .entities import tokenize_sample
+from .tokenizer import TOKENIZER_KINDS, demo_tokenizer, special_ids
 from .masking import LEVELS, MaskConfig, mask_sample
 from .positions import position_ids_2d, prefix_lm_mask, plot_position_table, plot_attention
 
 # %% auto #0
-__all__ = ['LEVEL_CHOICES', 'MODES', 'parse_marked', 'explorer_tokenizer', 'Explorer']
-
-# %% ../nbs/14_explorer.ipynb #1f370378
-def _feature_key(text: str, start: int, end: int, templates: dict) -> str:
-    "The field whose template's text surrounds the feature value `text[start:end]` (the longest match), else ''."
-    best, key = -1, ''
-    for field, t in templates.items():
-        pre, _, suf = t.partition('{}')
-        if text[:start].endswith(pre) and text[end:].startswith(suf) and len(pre) + len(suf) > best:
-            best, key = len(pre) + len(suf), field
-    return key
-
-# %% ../nbs/14_explorer.ipynb #a555812b
-def parse_marked(marked: str,                  # text with entities bracketed, as `mark_entities` writes it
-                 feature: tuple = ('⟨', '⟩'),  # brackets around a feature value
-                 item: tuple = ('⟦', '⟧'),     # brackets around an item name
-                 names: dict | None = None,    # item_id -> item name (`item_names(items)`): item keys become item ids
-                 templates: dict | None = None,  # field -> template with one '{}' (default `DEFAULT_TEMPLATES`): feature keys
-                 user_id: str = '',
-                ) -> TextSample:
-    "A `TextSample` from text with marked entities: brackets removed, entities and sentences recorded (inverse of `mark_entities`)."
-    kinds = {feature[0]: ('feature', feature[1]), item[0]: ('item', item[1])}
-    closers = {feature[1]: feature[0], item[1]: item[0]}
-    parts, ents, pos, open_ = [], [], 0, None           # open_ = (bracket, char index in `marked`, start in text, kind)
-    last = 0
-    for m in re.finditer('|'.join(map(re.escape, [*kinds, *closers])), marked):
-        b, i = m.group(), m.start()
-        parts.append(marked[last:i]); pos += i - last; last = m.end()
-        if b in kinds:
-            if open_: raise ValueError(f'parse_marked: {b!r} at char {i} opens an entity inside the one opened by '
-                                       f'{open_[0]!r} at char {open_[1]}; entities cannot nest')
-            open_ = (b, i, pos, kinds[b][0])
-        else:
-            if not open_ or closers[b] != open_[0]:
-                raise ValueError(f'parse_marked: {b!r} at char {i} closes no open {closers[b]!r}'
-                                 + (f' (open: {open_[0]!r} at char {open_[1]})' if open_ else ''))
-            s = ''.join(parts)
-            a, z = open_[2], pos
-            while a < z and s[a].isspace(): a += 1           # whitespace inside the brackets stays plain text
-            while z > a and s[z - 1].isspace(): z -= 1
-            if a == z: raise ValueError(f'parse_marked: the entity opened at char {open_[1]} is empty')
-            ents.append(Entity(a, z, open_[3], s[a:z]))
-            open_ = None
-    if open_: raise ValueError(f'parse_marked: {open_[0]!r} at char {open_[1]} is never closed')
-    parts.append(marked[last:])
-    text = ''.join(parts)
-    ids = {v: k for k, v in (names or {}).items()}
-    tpl = DEFAULT_TEMPLATES if templates is None else templates
-    for e in ents: e.key = ids.get(e.key, e.key) if e.kind == 'item' else _feature_key(text, e.start, e.end, tpl)
-    inside = np.zeros(len(text) + 1, bool)
-    for e in ents: inside[e.start:e.end] = True
-    cuts = sorted({m.start() for m in SENTENCE_BREAK.finditer(text) if not inside[m.start() - 1]}     # after . ! ?
-                  | {m.start() for m in re.finditer('\n', text) if not inside[m.start()]})           # and line breaks
-    sents = []
-    for a, z in zip([0] + cuts, cuts + [len(text)]):
-        chunk = text[a:z]
-        lead, trail = len(chunk) - len(chunk.lstrip()), len(chunk) - len(chunk.rstrip())
-        if z - trail > a + lead: sents.append((a + lead, z - trail))
-    return check_sample(TextSample(text, ents, sents, str(user_id)))
+__all__ = ['LEVEL_CHOICES', 'MODES', 'explorer_tokenizer', 'Explorer']
 
 # %% ../nbs/14_explorer.ipynb #4c85b070
 _TOKENIZERS = {}
@@ -92,7 +35,8 @@ def explorer_tokenizer(kind: str = 'bpe',      # one of `TOKENIZER_KINDS`
 
 # %% ../nbs/14_explorer.ipynb #c344c625
 LEVEL_CHOICES = LEVELS + ('mixture',)   # the masking levels the explorer offers ('mixture' draws one per sample)
-MODES = ('recsysllm', 'glm')            # RecSysLLM (entity-aware units, entity intra ids) or GLM-compatible (tokens, block ids)
+# RecSysLLM (entity-aware units, entity intra ids) or GLM-compatible (tokens, block ids)
+MODES = ('recsysllm', 'glm')
 
 # %% ../nbs/14_explorer.ipynb #b7547d0f
 class Explorer:
@@ -118,38 +62,10 @@ class Explorer:
         self._cache = {}
         self.update()
 
-    def _tokenized(self):
-        "The sample and its tokens for the current user / text / tokenizer (cached: masking choices do not redo them)."
-        key = (self.tokenizer_kind, self.text if self.text.strip() else None, str(self.user), self.n_items)
-        if key not in self._cache:
-            tok = explorer_tokenizer(self.tokenizer_kind, self.cache_dir)
-            if self.text.strip(): s = parse_marked(self.text, names=self.names)
-            else: s = textualize_user(self.tables, self.split, str(self.user), names=self.names, n_items=self.n_items)
-            self._cache = {key: (tok, s, tokenize_sample(s, tok))}
-        return self._cache[key]
-
-    def update(self):
-        "Recompute the masked sample, positions, table and strip from the current attributes; returns self."
-        if self.level not in LEVEL_CHOICES: raise ValueError(f'level must be one of {LEVEL_CHOICES}, got {self.level!r}')
-        if self.mode not in MODES: raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}')
-        self.tokenizer, self.sample, self.tokenized = self._tokenized()
-        self.special = special_ids(self.tokenizer)
-        block_ids = self.mode == 'glm'
-        cfg = MaskConfig(ratio=float(self.ratio), shuffle=bool(self.shuffle), entity_aware=not block_ids)
-        lv = None if self.level == 'mixture' else self.level
-        self.masked = m = mask_sample(self.tokenized, self.special, np.random.default_rng(int(self.seed)), cfg, level=lv)
-        self.positions = position_ids_2d(m.a_entity, m.mask_pos, m.b_span, m.b_entity, block_ids=block_ids)
-        self.prefix_len = len(m.part_a)
-        self._views = {}                                  # `table` and `strip_html`, computed on first use
-        return self
-
-    def _view(self, name: str, make):
-        if name not in self._views: self._views[name] = make()
-        return self._views[name]
-
     @property
     def table(self) -> pd.DataFrame:
-        "One row per model input token (Part A, then Part B): token, id, part, inter, intra, role, entity, span, target, orig."
+        ("One row per model input token (Part A, then Part B): token, id, part, inter, intra, role, entity, span, "
+         "target, orig.")
         return self._view('table', self._table)
 
     @property
@@ -157,12 +73,50 @@ class Explorer:
         "HTML of the token strip: summary line, then one coloured box per token (Part A | Part B, entity, mask, [S])."
         return self._view('strip', self._strip)
 
-    def set(self, **kw):
-        "Set attributes by name (e.g. `seed=3, level='sentence'`) and `update()`; returns self."
-        bad = [k for k in kw if k not in ('user', 'level', 'ratio', 'seed', 'shuffle', 'mode', 'tokenizer_kind', 'text', 'n_items')]
-        if bad: raise AttributeError(f'Explorer.set: unknown setting(s) {bad}')
-        for k, v in kw.items(): setattr(self, k, v)
-        return self.update()
+# %% ../nbs/14_explorer.ipynb #2ca52fa3
+@patch
+def _tokenized(self: Explorer):
+    "The sample and its tokens for the current user / text / tokenizer (cached: masking choices do not redo them)."
+    key = (self.tokenizer_kind, self.text if self.text.strip() else None, str(self.user), self.n_items)
+    if key not in self._cache:
+        tok = explorer_tokenizer(self.tokenizer_kind, self.cache_dir)
+        if self.text.strip(): s = parse_marked(self.text, names=self.names)
+        else: s = textualize_user(self.tables, self.split, str(self.user), names=self.names, n_items=self.n_items)
+        self._cache = {key: (tok, s, tokenize_sample(s, tok))}
+    return self._cache[key]
+
+@patch
+def _view(self: Explorer, name: str, make):
+    if name not in self._views: self._views[name] = make()
+    return self._views[name]
+
+# %% ../nbs/14_explorer.ipynb #20a8d81e
+@patch
+def update(self: Explorer):
+    "Recompute the masked sample, positions, table and strip from the current attributes; returns self."
+    if self.level not in LEVEL_CHOICES:
+        raise ValueError(f'level must be one of {LEVEL_CHOICES}, got {self.level!r}')
+    if self.mode not in MODES: raise ValueError(f'mode must be one of {MODES}, got {self.mode!r}')
+    self.tokenizer, self.sample, self.tokenized = self._tokenized()
+    self.special = special_ids(self.tokenizer)
+    block_ids = self.mode == 'glm'
+    cfg = MaskConfig(ratio=float(self.ratio), shuffle=bool(self.shuffle), entity_aware=not block_ids)
+    lv = None if self.level == 'mixture' else self.level
+    self.masked = m = mask_sample(self.tokenized, self.special, np.random.default_rng(int(self.seed)), cfg,
+                                  level=lv)
+    self.positions = position_ids_2d(m.a_entity, m.mask_pos, m.b_span, m.b_entity, block_ids=block_ids)
+    self.prefix_len = len(m.part_a)
+    self._views = {}                                  # `table` and `strip_html`, computed on first use
+    return self
+
+@patch
+def set(self: Explorer, **kw):
+    "Set attributes by name (e.g. `seed=3, level='sentence'`) and `update()`; returns self."
+    bad = [k for k in kw
+           if k not in ('user', 'level', 'ratio', 'seed', 'shuffle', 'mode', 'tokenizer_kind', 'text', 'n_items')]
+    if bad: raise AttributeError(f'Explorer.set: unknown setting(s) {bad}')
+    for k, v in kw.items(): setattr(self, k, v)
+    return self.update()
 
 # %% ../nbs/14_explorer.ipynb #e4f109fe
 @patch
@@ -186,17 +140,20 @@ def _table(self: Explorer) -> pd.DataFrame:
     ids = np.r_[m.part_a, m.part_b_in]
     ent = np.where(orig >= 0, ts.entity[np.maximum(orig, 0)], -1)
     special = np.isin(ids, list(short))
-    role = np.where(special & (np.arange(len(ids)) < la), 'mask', np.where(special, 'sop', np.where(ent >= 0, 'entity', 'plain')))
+    role = np.where(special & (np.arange(len(ids)) < la), 'mask',
+                    np.where(special, 'sop', np.where(ent >= 0, 'entity', 'plain')))
     span = np.r_[np.full(la, -1), m.b_span]
     span[m.mask_pos] = np.arange(len(m.mask_pos))
     b_out = [show(i, o) for i, o in zip(m.part_b_out, np.r_[orig_b[1:], -1])]
-    return pd.DataFrame(dict(token=[show(i, o) for i, o in zip(ids, orig)], id=ids, part=['A'] * la + ['B'] * len(m.part_b_in),
-                             inter=self.positions[0], intra=self.positions[1], role=role, entity=ent, span=span,
-                             target=[''] * la + b_out, orig=orig))
+    return pd.DataFrame(dict(token=[show(i, o) for i, o in zip(ids, orig)], id=ids,
+                             part=['A'] * la + ['B'] * len(m.part_b_in), inter=self.positions[0],
+                             intra=self.positions[1], role=role, entity=ent, span=span, target=[''] * la + b_out,
+                             orig=orig))
 
 @patch(as_prop=True)
 def split_entities(self: Explorer) -> list:
-    "Indices of the text's entities that the current masking cuts (partly masked, or in two spans): always [] in RecSysLLM mode."
+    ("Indices of the text's entities that the current masking cuts (partly masked, or in two spans): always [] in "
+     "RecSysLLM mode.")
     ent, n = self.tokenized.entity, len(self.tokenized.input_ids)
     span_of = np.full(n, -1)
     for j, (s, e) in enumerate(self.masked.spans.tolist()): span_of[s:e] = j
@@ -339,16 +296,19 @@ def widget(self: Explorer, max_cols: int | None = None):  # position table colum
 # %% ../nbs/14_explorer.ipynb #26a38b38
 @patch
 def trie_steps(self: Explorer, model,  # a trained GLMForCausalLM / RecAdapterForCausalLM using `self.tokenizer`
-               trie=None,                   # the item pool as `recsysllm_nb.trie.EntityTrie` (default: all items, built once)
+               # the item pool as `recsysllm_nb.trie.EntityTrie` (default: all items, built once)
+               trie=None,
                exclude_seen: bool = True,   # leave out the user's training items
               ) -> pd.DataFrame:
     "The decoder's step table for `model` on the current user's next-item prompt (greedy, trie-constrained)."
     from recsysllm_nb.trie import EntityTrie, Exclusion
     from recsysllm_nb.decode import next_item_prompt, generate_entities, decode_table
-    if self.text.strip(): raise ValueError('trie_steps works on a MovieLens user, not on pasted text: clear the text box')
+    if self.text.strip():
+        raise ValueError('trie_steps works on a MovieLens user, not on pasted text: clear the text box')
     tries = self.__dict__.setdefault('_tries', {})
     if trie is None:
-        if self.tokenizer_kind not in tries: tries[self.tokenizer_kind] = EntityTrie.from_names(self.names, self.tokenizer)
+        if self.tokenizer_kind not in tries:
+            tries[self.tokenizer_kind] = EntityTrie.from_names(self.names, self.tokenizer)
         trie = tries[self.tokenizer_kind]
     prompt = next_item_prompt(self.tables, self.split, self.user, self.tokenizer, names=self.names)
     hit = generate_entities(model, prompt, trie, self.special, k=1, mode='greedy', exclude_seen=exclude_seen)[0]

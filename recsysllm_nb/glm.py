@@ -8,19 +8,18 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
-from transformers import (PreTrainedConfig, PreTrainedModel, GenerationMixin, AutoConfig, AutoModel,
-                          AutoModelForCausalLM)
+from transformers import PreTrainedConfig, PreTrainedModel, AutoConfig, AutoModel, AutoModelForCausalLM
 from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.utils.deprecation import deprecate_kwarg
-from .positions import prefix_lm_mask
+from .model2d import position_rows, prefix_attention, Prefix2DGenerationMixin
 
 # %% auto #0
 __all__ = ['GLMConfig', 'glm_large_config', 'glm_10b_config', 'tiny_glm_config', 'rotary2d_cos_sin', 'apply_rotary2d',
-           'GLMAttention', 'GLMMLP', 'GLMBlock', 'GLMStack', 'GLMPreTrainedModel', 'position_rows', 'prefix_attention',
-           'Prefix2DGenerationMixin', 'GLMModel', 'glm_loss', 'GLMForCausalLM']
+           'GLMAttention', 'GLMMLP', 'GLMBlock', 'GLMStack', 'GLMPreTrainedModel', 'GLMModel', 'glm_loss',
+           'GLMForCausalLM']
 
 # %% ../nbs/06_glm.ipynb #e81ccb62
 class GLMConfig(PreTrainedConfig):
@@ -88,7 +87,8 @@ def rotary2d_cos_sin(position_ids: torch.Tensor,  # int [b, 2, l]: inter (row 0)
                      base: float = 10000.0,        # frequency base
                      dtype=torch.float32           # dtype of the tables
                     ) -> tuple[torch.Tensor, torch.Tensor]:  # cos, sin: [b, 1, l, head_dim]
-    "cos / sin tables of the 2-D rotary: the first half of each head turns with the inter-, the second with the intra-position."
+    ("cos / sin tables of the 2-D rotary: the first half of each head turns with the inter-, the second with the "
+     "intra-position.")
     half = head_dim // 2
     inv_freq = 1.0 / (base ** (torch.arange(0, half, 2, device=position_ids.device, dtype=torch.float32) / half))
     ang = position_ids.float()[..., None] * inv_freq    # [b, 2, l, half / 2]
@@ -106,7 +106,8 @@ def apply_rotary2d(x: torch.Tensor,    # [b, heads, l, head_dim]: queries or key
 
 # %% ../nbs/06_glm.ipynb #e78a54a3
 class GLMAttention(nn.Module):
-    "Self-attention with GLM's fused `query_key_value` (q | k | v contiguous), SDPA with the given mask, and a KV cache."
+    ("Self-attention with GLM's fused `query_key_value` (q | k | v contiguous), SDPA with the given mask, and a KV "
+     "cache.")
     def __init__(self, config: GLMConfig, layer_idx: int):
         super().__init__()
         self.layer_idx, self.n_heads, self.head_dim = layer_idx, config.num_attention_heads, config.head_dim
@@ -156,7 +157,8 @@ class GLMBlock(GradientCheckpointingLayer):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 class GLMStack(nn.Module):
-    "GLM's `transformer`: the two position tables (learned mode only), embedding dropout, the blocks, the final LayerNorm."
+    ("GLM's `transformer`: the two position tables (learned mode only), embedding dropout, the blocks, the final "
+     "LayerNorm.")
     def __init__(self, config: GLMConfig):
         super().__init__()
         if config.position_encoding == 'learned':
@@ -180,56 +182,8 @@ class GLMPreTrainedModel(PreTrainedModel):
         "Normal(0, initializer_range) weights, zero biases, unit LayerNorms; output layers std / sqrt(2 * num_layers)."
         super()._init_weights(module)
         if getattr(module, '_glm_output_layer', False):   # flagged on the Linear itself: custom-code init skips parents
-            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range / math.sqrt(2 * self.config.num_layers))
-
-# %% ../nbs/06_glm.ipynb #13c39c01
-_ROWS = {2: 'inter, intra', 3: 'inter, intra, base'}
-
-def position_rows(position_ids,  # int [b, rows, q]; [b, q] (inter only, other rows 0); None (inter past, past + 1, ...)
-                  b: int, q: int, past: int, device, rows: int = 2) -> torch.Tensor:  # int [b, rows, q]
-    "The position rows of the q new tokens from what `forward` was given; a clear error for any other shape."
-    if position_ids is None: position_ids = torch.arange(past, past + q, device=device).expand(b, q)
-    if position_ids.ndim == 2 and position_ids.shape[-1] == q:
-        position_ids = torch.cat([position_ids[:, None], position_ids.new_zeros(b, rows - 1, q)], 1)
-    if position_ids.ndim != 3 or position_ids.shape[1] != rows or position_ids.shape[-1] != q:
-        raise ValueError(f'position_ids must be [batch, {rows}, {q}] ({_ROWS[rows]}) or [batch, {q}] (inter only); '
-                         f'got {tuple(position_ids.shape)}')
-    return position_ids
-
-def prefix_attention(attention_mask,  # int/bool [b, past + q] (HF padding mask); a ready [b, 1, q, past + q]; or None
-                     prefix_len,      # int [b]: Part A length (columns every real token sees), or None (causal)
-                     b: int, q: int, past: int, device) -> torch.Tensor:  # bool [b, 1, q, past + q] (4-D: as given)
-    "The attention of the q new tokens: `prefix_lm_mask` over every cached and new column, the rows of the new tokens."
-    if attention_mask is not None and attention_mask.ndim == 4: return attention_mask
-    n = past + q
-    am = torch.ones(b, n, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.to(device)
-    if tuple(am.shape) != (b, n):
-        raise ValueError(f'attention_mask must cover the cached and the new tokens: [batch, {n}] '
-                         f'({past} cached + {q} new), '
-                         f'got {tuple(am.shape)}')
-    pl = torch.zeros(b, dtype=torch.long, device=device) if prefix_len is None else torch.as_tensor(prefix_len,
-                                                                                                     device=device)
-    return prefix_lm_mask(pl, am)[:, :, past:]
-
-# %% ../nbs/06_glm.ipynb #8622cc99
-class Prefix2DGenerationMixin(GenerationMixin):
-    "`generate` with position rows: beams copy them; new tokens keep the mask's inter-position, other rows count on."
-    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
-        pos = model_kwargs.pop('position_ids', None)
-        model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, is_encoder_decoder,
-                                                                    num_new_tokens)
-        if pos is not None:
-            nxt = pos[..., -1:] + torch.arange(1, num_new_tokens + 1, device=pos.device, dtype=pos.dtype)
-            if pos.ndim == 3: nxt[:, 0] = pos[:, 0, -1:]     # inter: the mask's position, for every token of the span
-            model_kwargs['position_ids'] = torch.cat([pos, nxt], -1)
-        return model_kwargs
-
-    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
-        pos = model_kwargs.pop('position_ids', None)
-        input_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids,
-                                                                        **model_kwargs)
-        if pos is not None: model_kwargs['position_ids'] = pos.repeat_interleave(expand_size, dim=0)
-        return input_ids, model_kwargs
+            init.normal_(module.weight, mean=0.0,
+                         std=self.config.initializer_range / math.sqrt(2 * self.config.num_layers))
 
 # %% ../nbs/06_glm.ipynb #2f75fd60
 class GLMModel(GLMPreTrainedModel):
@@ -281,11 +235,13 @@ def glm_loss(logits: torch.Tensor,       # [b, l, vocab]
              labels: torch.Tensor,       # int [b, l]: target of position t at t (already shifted), -100 = not scored
              num_items_in_batch=None     # labelled tokens over all accumulation steps (the Trainer passes it)
             ) -> torch.Tensor:
-    "GLM's loss: cross-entropy of logits[b, t] against labels[b, t] (no shift), ignoring -100; 0 when nothing is labelled."
+    ("GLM's loss: cross-entropy of logits[b, t] against labels[b, t] (no shift), ignoring -100; 0 when nothing is "
+     "labelled.")
     labels = labels.to(logits.device)
     total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                             reduction='sum')
-    n = (labels != -100).sum() if num_items_in_batch is None else torch.as_tensor(num_items_in_batch, device=logits.device)
+    n = ((labels != -100).sum() if num_items_in_batch is None
+         else torch.as_tensor(num_items_in_batch, device=logits.device))
     return total / n.clamp(min=1)
 
 # %% ../nbs/06_glm.ipynb #f81491e3
@@ -305,8 +261,8 @@ class GLMForCausalLM(GLMPreTrainedModel, Prefix2DGenerationMixin):
                 cache=None, use_cache=None, inputs_embeds=None,
                 logits_to_keep: int = 0,    # > 0: logits of the last positions only (generate asks for 1)
                 **kwargs) -> CausalLMOutputWithPast:
-        out = self.glm(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, prefix_len=prefix_len,
-                       cache=cache, use_cache=use_cache, inputs_embeds=inputs_embeds)
+        out = self.glm(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                       prefix_len=prefix_len, cache=cache, use_cache=use_cache, inputs_embeds=inputs_embeds)
         h = out.last_hidden_state
         if isinstance(logits_to_keep, int) and logits_to_keep > 0: h = h[:, -logits_to_keep:]
         logits = self.lm_head(h)
@@ -316,8 +272,9 @@ class GLMForCausalLM(GLMPreTrainedModel, Prefix2DGenerationMixin):
     def prepare_inputs_for_generation(self, input_ids, next_sequence_length=None, cache=None, attention_mask=None,
                                       position_ids=None, prefix_len=None, **kwargs):
         "Slice ids and 2-D positions to the uncached tokens; pass the 2-D padding mask and `prefix_len` through."
-        inputs = super().prepare_inputs_for_generation(input_ids, next_sequence_length=next_sequence_length, cache=cache,
-                                                       attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        inputs = super().prepare_inputs_for_generation(input_ids, next_sequence_length=next_sequence_length,
+                                                       cache=cache, attention_mask=attention_mask,
+                                                       position_ids=position_ids, **kwargs)
         inputs['prefix_len'] = prefix_len
         return inputs
 

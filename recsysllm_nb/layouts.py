@@ -11,7 +11,8 @@ import torch
 from tqdm.auto import tqdm
 from .data import load_ml100k, leave_one_out
 from .textualize import textualize_corpus
-from .entities import tokenize_samples, special_ids
+from .entities import tokenize_samples
+from .tokenizer import special_ids
 from .masking import MaskConfig
 from .collate import RecCollator
 from .adapter import RecAdapterForCausalLM

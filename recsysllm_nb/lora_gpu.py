@@ -4,13 +4,15 @@
 
 # %% ../nbs/08a_lora_gpu.ipynb #7acb9d2f
 from __future__ import annotations
+import json
+from pathlib import Path
 from dataclasses import dataclass
 import pandas as pd
 from .train import TrainConfig
 
 # %% auto #0
-__all__ = ['GLM_10B', 'GLM_LARGE', 'NF4_BYTES', 'GiB', 'gpu_config', 'cpu_config', 'ModelShape', 'shape_of', 'lora_params',
-           'nf4_bytes', 'training_memory', 'memory_table']
+__all__ = ['GLM_10B', 'GLM_LARGE', 'NF4_BYTES', 'GiB', 'DS_AUTO_KEYS', 'gpu_config', 'cpu_config', 'ModelShape', 'shape_of',
+           'lora_params', 'nf4_bytes', 'training_memory', 'memory_table', 'check_deepspeed_config']
 
 # %% ../nbs/08a_lora_gpu.ipynb #f4b7cfba
 def gpu_config(output_dir='runs/llama-1b-lora',  # checkpoints and final adapter
@@ -156,3 +158,33 @@ def memory_table(configs: dict) -> pd.DataFrame:
     cols = {name: training_memory(**kw) for name, kw in configs.items()}
     index = list(dict.fromkeys(k for c in cols.values() for k in c if k != 'total')) + ['total']
     return (pd.DataFrame(cols).reindex(index).fillna(0.0) / GiB).round(2)
+
+# %% ../nbs/08a_lora_gpu.ipynb #e57e67d8
+DS_AUTO_KEYS = ('train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'train_batch_size',
+                'gradient_clipping', 'optimizer.params.lr', 'optimizer.params.betas', 'optimizer.params.eps',
+                'optimizer.params.weight_decay', 'scheduler.params.warmup_min_lr', 'scheduler.params.warmup_max_lr',
+                'scheduler.params.total_num_steps', 'scheduler.params.warmup_num_steps', 'fp16.enabled', 'bf16.enabled',
+                'zero_optimization.reduce_bucket_size', 'zero_optimization.stage3_prefetch_bucket_size',
+                'zero_optimization.stage3_param_persistence_threshold')
+# the "auto" values the Trainer fills in (transformers.integrations.deepspeed.HfTrainerDeepSpeedConfig)
+
+def _auto_keys(d, prefix=''):
+    for k, v in d.items():
+        if isinstance(v, dict): yield from _auto_keys(v, f'{prefix}{k}.')
+        elif v == 'auto': yield prefix + k
+
+def check_deepspeed_config(path) -> dict:
+    ("Parse a DeepSpeed JSON config and check what the `Trainer` needs: a ZeRO stage, batch keys, and 'auto' only "
+     "where the Trainer fills it.")
+    try: cfg = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e: raise ValueError(f'{path}: not valid JSON ({e})') from None
+    stage = cfg.get('zero_optimization', {}).get('stage')
+    if stage not in (0, 1, 2, 3): raise ValueError(f'{path}: zero_optimization.stage must be 0..3, got {stage!r}')
+    for k in ('train_micro_batch_size_per_gpu', 'gradient_accumulation_steps'):
+        if k not in cfg: raise ValueError(f'{path}: missing {k!r} (set it to "auto" to take the Trainer\'s value)')
+    bad = [k for k in _auto_keys(cfg) if k not in DS_AUTO_KEYS]
+    if bad: raise ValueError(f'{path}: the Trainer does not fill "auto" for {bad}; give numbers')
+    if 'optimizer' not in cfg and stage and not cfg.get('zero_allow_untested_optimizer'):
+        raise ValueError(f"{path}: without an 'optimizer' section ZeRO needs zero_allow_untested_optimizer: true (the "
+                         f"Trainer's AdamW)")
+    return cfg

@@ -163,7 +163,7 @@ def document_span(sample: TokenizedSample, config: MaskConfig, rng: np.random.Ge
 def apply_spans_batch(toks: list,          # list[TokenizedSample]
                       spans: list,         # per sample: int [m_i, 2] token spans, sorted by start, non-overlapping
                       levels: list,        # per sample: 'entity' | 'sentence' | 'document' (picks the mask token)
-                      special_ids,         # `entities.special_ids(tokenizer)`: mask, smask, gmask, sop, eop ids
+                      special_ids,         # `tokenizer.special_ids(tokenizer)`: mask, smask, gmask, sop, eop ids
                       orders: list | None = None,  # per sample: Part B order (a permutation of its spans) or None
                       entity_aware: bool = True    # False: entity indices are dropped (-1), as GLM has none
                      ) -> list:            # list[MaskedSample]
@@ -242,7 +242,7 @@ def draw_spans(sample: TokenizedSample, config: MaskConfig, rng: np.random.Gener
     return level, spans, (rng.permutation(len(spans)) if config.shuffle else None)
 
 def mask_batch(toks: list,                      # list[TokenizedSample]
-               special_ids,                     # `entities.special_ids(tokenizer)`
+               special_ids,                     # `tokenizer.special_ids(tokenizer)`
                rng: np.random.Generator,
                config: MaskConfig | None = None,
                levels: list | None = None       # force the objective of each sample
@@ -255,7 +255,7 @@ def mask_batch(toks: list,                      # list[TokenizedSample]
     return apply_spans_batch(toks, sp, lv, special_ids, od if config.shuffle else None, config.entity_aware)
 
 def mask_sample(sample: TokenizedSample,            # the tokenized sample
-                special_ids,                     # `entities.special_ids(tokenizer)`: mask, smask, gmask, sop, eop
+                special_ids,                     # `tokenizer.special_ids(tokenizer)`: mask, smask, gmask, sop, eop
                 rng: np.random.Generator,        # all randomness comes from here: deterministic under a seed
                 config: MaskConfig | None = None,  # default `MaskConfig()` (RecSysLLM); `MaskConfig.glm()` for GLM
                 level: str | None = None         # force the objective instead of drawing it

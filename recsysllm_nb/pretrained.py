@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from .data import _atomic_dir
-from .entities import add_special_tokens, special_ids
+from .tokenizer import add_special_tokens, special_ids
 
 # %% auto #0
 __all__ = ['PRETRAINED', 'DEFAULT_LM', 'cache_root', 'gguf_file', 'convert_gguf', 'pretrained_lm', 'with_method_tokens',

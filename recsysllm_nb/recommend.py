@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import recsysllm_nb.glm, recsysllm_nb.adapter  # noqa: F401  (registers our model types with the Auto classes)
 from .data import Tables, Split, load_ml100k, leave_one_out
 from .textualize import item_names
-from .entities import special_ids, add_special_tokens
+from .tokenizer import special_ids, add_special_tokens
 from .pretrained import PRETRAINED, load_pretrained
 from .sources import load_dataset
 from .trie import EntityTrie

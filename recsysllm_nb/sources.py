@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
-from .data import (DataError, Tables, INTERACTION_TEXT, load_ml100k, leave_one_out, kcore, stats,
-                               format_stats, _Src, _require, _strings, _ids, _nonempty, _to_float, _to_seconds, _known,
-                               _sort_interactions, _atomic_dir)
+from .data import (DataError, Tables, INTERACTION_TEXT, load_ml100k, leave_one_out, _Src, _require,
+                               _strings, _ids, _nonempty, _to_float, _to_seconds, _known, _sort_interactions,
+                               _atomic_dir)
+from .dataset_stats import kcore, stats, format_stats
 
 # %% auto #0
 __all__ = ['P5_FILES', 'load_tables', 'make_p5_fixture', 'load_p5', 'load_p5_negatives', 'load_dataset', 'recsysllm_data']

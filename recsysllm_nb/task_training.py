@@ -12,11 +12,13 @@ import pandas as pd
 import torch
 from .data import Tables, Split
 from .textualize import item_names, textualize_corpus
-from .entities import demo_tokenizer, special_ids, tokenize_samples
+from .entities import tokenize_samples
+from .tokenizer import demo_tokenizer, special_ids
 from .masking import MaskConfig, MaskedSample, unit_cut
 from .collate import RecCollator, RecDataset, assemble_batch
 from .train import TrainConfig, MixedDataset, train, plot_losses, merged_lora, text_corpora
-from .tasks import build_tasks, family_support, leaks, to_masked_batch, _rng
+from .tasks import build_tasks, family_support, leaks, _rng
+from .task_infilling import to_masked_batch
 from .decode import model_layout
 
 # %% auto #0

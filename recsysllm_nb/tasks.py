@@ -12,13 +12,10 @@ import numpy as np
 import pandas as pd
 from .data import Tables, Split
 from .textualize import Entity, TextSample, SENTENCE_BREAK, item_names, feature_sentences, _assemble
-from .entities import tokenize_samples, special_ids
-from .masking import MaskedSample, apply_spans_batch
 
 # %% auto #0
 __all__ = ['FAMILIES', 'FAMILY_LEVEL', 'FAMILY_COLUMNS', 'SLOTS', 'TEMPLATES', 'Template', 'register_template', 'templates',
-           'render', 'TaskSample', 'TaskSkipped', 'family_support', 'build_tasks', 'for_candidate', 'leaks',
-           'to_masked_batch', 'to_masked']
+           'render', 'TaskSample', 'TaskSkipped', 'family_support', 'build_tasks', 'for_candidate', 'leaks']
 
 # %% ../nbs/10_tasks.ipynb #0621f170
 FAMILIES = ('rating', 'sequential', 'explanation', 'review', 'direct')  # the five P5 task families
@@ -73,8 +70,10 @@ def templates(family: str | None = None,  # one of `FAMILIES` (None: all)
               seen: bool | None = None,   # True: seen (training) templates, False: unseen (zero-shot) ones, None: both
              ) -> list:
     "Registered templates of `family`, in registration order."
-    if family is not None and family not in FAMILIES: raise ValueError(f'unknown family {family!r}; expected one of {FAMILIES}')
-    return [t for t in TEMPLATES.values() if (family is None or t.family == family) and (seen is None or t.seen == seen)]
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f'unknown family {family!r}; expected one of {FAMILIES}')
+    return [t for t in TEMPLATES.values() if (family is None or t.family == family)
+            and (seen is None or t.seen == seen)]
 
 # %% ../nbs/10_tasks.ipynb #91df58aa
 _T = dict(
@@ -83,13 +82,15 @@ _T = dict(
             'Given a history of {history}, the user rates {item} {answer} out of 5.',
             'Predict the rating. History: {history}. Item: {item}. Stars: {answer}',
             'This user went through {history}. Now the user reviews {item} and gives it {answer} stars.',
-            '*Knowing that the user has already tried {history}, guess in whole stars how the user scored {item}: {answer}'],
+            '*Knowing that the user has already tried {history}, guess in whole stars how the user scored {item}: '
+            '{answer}'],
     sequential=['The user has gone through {history}, in this order. The next item the user picks is {answer}.',
                 'History, oldest first: {history}. What comes next for this user? {answer}',
                 'After {history}, the user turns to {answer}.',
                 'Recommend the next item for a user whose recent choices are {history}. Recommendation: {answer}',
                 'Sequence so far: {history}. Next: {answer}',
-                '*Someone went through {history}, one after another. Guess the item they chose right after that: {answer}'],
+                '*Someone went through {history}, one after another. Guess the item they chose right after that: '
+                '{answer}'],
     explanation=["The user, who earlier chose {history}, picked {item}. Explain the user's opinion of it: {answer}",
                  "Write one sentence about {item} from the user's point of view, mentioning its {feature}: {answer}",
                  'The user gave {item} {rating} stars. Why? {answer}',
@@ -105,7 +106,8 @@ _T = dict(
             '*Is {item} a good match for someone who went through {history}? {answer}',
             '*Which item would you recommend to a person with the history {history}? {answer}'])
 for _f, _ts in _T.items():   # a leading '*' marks an unseen (zero-shot) template
-    for _k, _t in enumerate(_ts, 1): register_template(Template(_f, f'{_f}-{_k}', _t.lstrip('*'), not _t.startswith('*')))
+    for _k, _t in enumerate(_ts, 1):
+        register_template(Template(_f, f'{_f}-{_k}', _t.lstrip('*'), not _t.startswith('*')))
 
 # %% ../nbs/10_tasks.ipynb #c6469193
 def render(template: Template,   # the template to fill
@@ -340,34 +342,3 @@ def leaks(samples: list,               # TaskSamples to check (usually the train
                 if not any(e.start <= m.start() and m.end() <= e.end and e.key != i for e in items):
                     out.append((k, x.user_id, i, 'text'))
     return out
-
-# %% ../nbs/10_tasks.ipynb #9c567aac
-def to_masked_batch(samples: list,    # TaskSamples
-                    tokenizer,        # the model's fast tokenizer, with the special tokens (`entities.add_special_tokens`)
-                    sids=None,        # `special_ids(tokenizer)`, if already computed
-                   ) -> list:         # list[MaskedSample], one span each: the answer
-    "The blank-infilling form of each task sample: Part A = the prompt with the answer masked, Part B = the answer."
-    sids = special_ids(tokenizer) if sids is None else sids
-    texts, keys = [], []
-    for ts in samples:
-        s, (a, b) = ts.sample, ts.answer
-        k = next((j for j, e in enumerate(s.entities) if (e.start, e.end) == (a, b)), None)
-        tmp = k is None
-        if tmp:   # plain answer: a temporary entity, so it is tokenized on its own
-            k = sum(e.start < a for e in s.entities)
-            s = replace(s, entities=s.entities[:k] + [Entity(a, b, 'item', '')] + s.entities[k:])
-        texts.append(s); keys.append((k, tmp))
-    toks, spans = tokenize_samples(texts, tokenizer), []
-    for i, (ts, (k, tmp)) in enumerate(zip(samples, keys)):
-        t = toks[i]; where = np.flatnonzero(t.entity == k)
-        spans.append(np.array([[where[0], where[-1] + 1]], np.int64))
-        if ts.level == 'document' and where[-1] + 1 != len(t.entity):
-            raise ValueError(f'{ts.template_id} (user {ts.user_id!r}): a document-level answer must end the text')
-        if tmp:
-            e = t.entity.copy(); e[e == k] = -1; e[e > k] -= 1
-            toks[i] = replace(t, entity=e)
-    return apply_spans_batch(toks, spans, [ts.level for ts in samples], sids)
-
-def to_masked(ts: TaskSample, tokenizer, sids=None) -> MaskedSample:
-    "The blank-infilling form of one task sample (see `to_masked_batch`)."
-    return to_masked_batch([ts], tokenizer, sids)[0]

@@ -6,16 +6,16 @@
 from __future__ import annotations
 import hashlib, re
 from dataclasses import dataclass, replace, fields
-from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
 from .data import Tables, Split
+from .periods import _groups, assign_periods, period_quotas
 
 # %% auto #0
 __all__ = ['AGE_GROUPS', 'DEFAULT_TEMPLATES', 'DEFAULT_FORMATTERS', 'PERIOD_TEMPLATES', 'SENTENCE_BREAK', 'Entity', 'TextSample',
            'check_sample', 'item_names', 'age_bucket', 'gender_word', 'TextConfig', 'feature_sentences',
-           'assign_periods', 'period_quotas', 'sample_history', 'textualize_user', 'textualize_corpus', 'mark_entities']
+           'sample_history', 'textualize_user', 'textualize_corpus', 'mark_entities']
 
 # %% ../nbs/01_textualize.ipynb #5a60944c
 @dataclass
@@ -28,10 +28,12 @@ class Entity:
 
 @dataclass
 class TextSample:
-    "A textualized user: text, entity spans (sorted, non-overlapping), sentence spans (no boundary inside an entity), user id."
+    ("A textualized user: text, entity spans (sorted, non-overlapping), sentence spans (no boundary inside an entity), "
+     "user id.")
     text: str
     entities: list[Entity]            # sorted by start, non-overlapping
-    sentences: list[tuple[int, int]]  # char spans of the sentences, sorted, non-overlapping, covering the text up to whitespace
+    # char spans of the sentences, sorted, non-overlapping, covering the text up to whitespace
+    sentences: list[tuple[int, int]]
     user_id: str = ''
 
     def surface(self, i: int) -> str:
@@ -71,7 +73,8 @@ def check_sample(s: TextSample) -> TextSample:
 def item_names(items: pd.DataFrame,   # items table: 'item_id', 'title' (+ 'year' if known)
                year_col: str = 'year', # column used to tell colliding titles apart (skipped if absent or empty)
               ) -> dict[str, str]:
-    "item_id -> unique display name: the title; titles shared by several items get ' (year)', then ' [item_id]' where still needed."
+    ("item_id -> unique display name: the title; titles shared by several items get ' (year)', then ' [item_id]' where "
+     "still needed.")
     ids = items['item_id'].astype(str).to_numpy()
     name = items['title'].astype(str).str.strip()
     if year_col in items.columns:
@@ -162,68 +165,6 @@ def feature_sentences(users: pd.DataFrame, cfg: TextConfig | None = None, **kw) 
         for u, v in zip(uids, vals):
             if v: out[u].append([pre, (v, 'feature', f), suf])
     return out
-
-# %% ../nbs/01_textualize.ipynb #939e0c61
-def _groups(user: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "For rows grouped by user (contiguous): group index of each row, group starts, group sizes."
-    n = len(user)
-    if n == 0: return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    new = np.ones(n, bool); new[1:] = user[1:] != user[:-1]
-    starts = np.flatnonzero(new)
-    return np.cumsum(new) - 1, starts, np.diff(np.append(starts, n))
-
-def assign_periods(user: np.ndarray,      # user id of each row; rows grouped by user and sorted by time within a user
-                   timestamp: np.ndarray, # int seconds of each row
-                   how: str = 'rank',     # 'rank' | 'span' | 'recency'
-                   bounds=(1/3, 2/3),     # 'rank' / 'span': fractions where long ends and where medium ends
-                   windows=(86400, 30*86400),  # 'recency': (short, medium) windows in seconds before the user's last interaction
-                  ) -> np.ndarray:
-    "Period of each row: 0 long-term, 1 medium-term, 2 short-term (int8)."
-    user, ts = np.asarray(user), np.asarray(timestamp, dtype=np.int64)
-    g, starts, sizes = _groups(user)
-    if how == 'recency':
-        age = ts[starts + sizes - 1][g] - ts
-        return (2 - (age > windows[0]) - (age > windows[1])).astype(np.int8)
-    pos = np.arange(len(ts)) - starts[g]
-    frac = (pos + 1) / sizes[g]
-    if how == 'span':
-        t0, span = ts[starts][g], (ts[starts + sizes - 1] - ts[starts])[g]
-        frac = np.where(span > 0, (ts - t0) / np.maximum(span, 1), frac)  # a history in one second: by position
-    elif how != 'rank': raise ValueError(f"how must be 'rank', 'span' or 'recency', got {how!r}")
-    b = np.asarray(bounds, dtype=np.float64) + 1e-9
-    return ((frac > b[0]).astype(np.int8) + (frac > b[1]))
-
-# %% ../nbs/01_textualize.ipynb #6b8d6902
-def _largest_remainder(total: np.ndarray, w: np.ndarray) -> np.ndarray:
-    "Integer rows summing to `total` [U], as close as possible to `total * w / w.sum(1)` [U, k]; ties go to the last column."
-    ws = w.sum(1, keepdims=True)
-    ideal = np.divide(total[:, None] * w, ws, out=np.zeros(w.shape), where=ws > 0)
-    q = np.floor(ideal + 1e-9).astype(np.int64)
-    left = total - q.sum(1)
-    k = w.shape[1]
-    order = np.argsort(-(ideal - q) - np.arange(k) * 1e-12 + (w == 0) * 10, axis=1, kind='stable')  # biggest remainder first
-    bonus = np.zeros_like(q)
-    np.put_along_axis(bonus, order, (np.arange(k)[None, :] < left[:, None]).astype(np.int64), axis=1)
-    return q + bonus
-
-def period_quotas(counts: np.ndarray,          # int [U, 3]: items each user has in the long / medium / short period
-                  n: int | None = 20,          # items to sample per user (None: all)
-                  props=(0.1, 0.3, 0.6),       # shares of long / medium / short
-                 ) -> np.ndarray:
-    "Items to sample from each period, int [U, 3]: `n` split by `props`, capped by `counts`, shortfalls redistributed."
-    counts = np.asarray(counts, dtype=np.int64).reshape(-1, 3)
-    have = counts.sum(1)
-    total = have.copy() if n is None else np.minimum(have, int(n))
-    props = np.broadcast_to(np.asarray(props, dtype=np.float64), counts.shape)
-    q = np.minimum(_largest_remainder(total, props), counts)
-    for _ in range(4):  # each round fills at least one more period
-        left = total - q.sum(1)
-        if not left.any(): break
-        spare = counts - q
-        w = props * (spare > 0)
-        w = np.where(w.sum(1, keepdims=True) > 0, w, (spare > 0).astype(np.float64))  # only zero-share periods have room left
-        q += np.minimum(_largest_remainder(left, w), spare)
-    return q
 
 # %% ../nbs/01_textualize.ipynb #a06ef102
 def _hash_key(seed: int) -> str:

@@ -20,15 +20,16 @@ from .data import load_ml100k, leave_one_out, _atomic_dir, pyplot_for
 from .sources import load_dataset
 from .pretrained import pretrained_lm
 from .textualize import textualize_corpus
-from .entities import add_special_tokens, demo_tokenizer, tokenize_samples
+from .entities import tokenize_samples
+from .tokenizer import add_special_tokens, demo_tokenizer
 from .masking import MaskConfig
 from .collate import RecCollator, RecDataset
 
 
 # %% auto #0
-__all__ = ['DS_AUTO_KEYS', 'MixedDataset', 'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args',
-           'load_tokenizer', 'text_corpora', 'text_sources', 'TrainResult', 'merged_lora', 'train', 'plot_losses',
-           'pretrain_demo', 'check_deepspeed_config', 'recsysllm_train']
+__all__ = ['MixedDataset', 'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args', 'load_tokenizer',
+           'text_corpora', 'text_sources', 'TrainResult', 'merged_lora', 'train', 'plot_losses', 'pretrain_demo',
+           'recsysllm_train']
 
 # %% ../nbs/08_train.ipynb #46160a8a
 class MixedDataset(Dataset):
@@ -92,10 +93,13 @@ class TrainConfig:
     "Everything a training run needs; the command line `recsysllm_train` takes the same names."
     model: str = 'glm'              # model family: glm | llama | qwen2 | gpt2
     size: str = 'tiny'              # size preset: tiny | small | base | 1b (see SIZES)
-    model_path: str | None = None   # local checkpoint or registered pre-trained LLM (e.g. 'smollm2-135m'); its tokenizer too
+    # local checkpoint or registered pre-trained LLM (e.g. 'smollm2-135m'); its tokenizer too
+    model_path: str | None = None
     layout: str | None = None       # base-position layout of a wrapped causal LM (default `PRETRAINED_LAYOUT`)
-    dataset: str = 'ml-100k'        # training data, as `recsysllm_data`: 'ml-100k', 'p5:<dir>', 'tables:<dir>', 'seq:<dir>'
-    tokenizer: str | None = None    # folder of a saved tokenizer; default: the demo tokenizer, cached in output_dir/tokenizer
+    # training data, as `recsysllm_data`: 'ml-100k', 'p5:<dir>', 'tables:<dir>', 'seq:<dir>'
+    dataset: str = 'ml-100k'
+    # folder of a saved tokenizer; default: the demo tokenizer, cached in output_dir/tokenizer
+    tokenizer: str | None = None
     steps: int = 100                # optimizer steps
     lr: float = 1e-3                # peak learning rate (paper, GLM-10B + LoRA: 1e-5; small fresh models need ~1e-3)
     batch_size: int = 8             # samples per device per micro-batch (paper: 32 per GPU)
@@ -109,7 +113,8 @@ class TrainConfig:
     weight_decay: float = 0.01      # AdamW weight decay
     max_grad_norm: float = 1.0      # gradient clipping
     dropout: float = 0.0            # GLM dropout of a fresh model
-    level_probs: tuple = (0.5, 0.3, 0.2)  # objective mix per sample: [MASK] entity / [sMASK] sentence / [gMASK] document
+    # objective mix per sample: [MASK] entity / [sMASK] sentence / [gMASK] document
+    level_probs: tuple = (0.5, 0.3, 0.2)
     mix: tuple = (3.0, 1.0)         # weights of the two MovieLens sources (sampled histories, whole histories)
     seed: int = 0                   # one seed for weights, data order, masks and dropout
     output_dir: str = 'runs/train'  # checkpoints, final model, losses.json
@@ -127,7 +132,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.model not in MODEL_KINDS and self.model_path is None:
             raise ValueError(f'TrainConfig.model must be one of {MODEL_KINDS}, got {self.model!r}')
-        if self.qlora and self.lora_rank < 1: raise ValueError('TrainConfig: qlora trains LoRA adapters: set lora_rank >= 1')
+        if self.qlora and self.lora_rank < 1:
+            raise ValueError('TrainConfig: qlora trains LoRA adapters: set lora_rank >= 1')
         if self.steps < 1: raise ValueError(f'TrainConfig.steps must be >= 1, got {self.steps}')
         self.level_probs, self.mix = tuple(self.level_probs), tuple(self.mix)
 
@@ -144,16 +150,18 @@ def training_args(cfg: TrainConfig) -> TrainingArguments:
         output_dir=cfg.output_dir, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
         optim='adamw_torch', lr_scheduler_type='linear', warmup_steps=cfg.warmup, max_grad_norm=cfg.max_grad_norm,
-        logging_steps=cfg.logging_steps, save_strategy='steps' if cfg.save_steps else 'no', save_steps=cfg.save_steps or cfg.steps,
-        save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
-        ignore_data_skip=False, report_to=[], bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
+        logging_steps=cfg.logging_steps, save_strategy='steps' if cfg.save_steps else 'no',
+        save_steps=cfg.save_steps or cfg.steps, save_total_limit=cfg.save_total_limit, seed=cfg.seed,
+        data_seed=cfg.seed, remove_unused_columns=False, ignore_data_skip=False, report_to=[], bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={'use_reentrant': False} if cfg.gradient_checkpointing else None,
         deepspeed=cfg.deepspeed, dataloader_num_workers=cfg.num_workers, disable_tqdm=not cfg.progress,
         use_cpu=cpu_ddp or cpu_bf16, ddp_backend='gloo' if cpu_ddp else None)
 
 # %% ../nbs/08_train.ipynb #471035c1
 def load_tokenizer(cfg: TrainConfig):
-    "The run's tokenizer with the method's special tokens: `cfg.tokenizer`, else the checkpoint's own, else the demo tokenizer."
+    ("The run's tokenizer with the method's special tokens: `cfg.tokenizer`, else the checkpoint's own, else the demo "
+     "tokenizer.")
     mp = None if cfg.model_path is None else pretrained_lm(cfg.model_path)
     if cfg.tokenizer is not None: tok = demo_tokenizer(cfg.tokenizer)
     elif mp is not None and any((mp / f).exists() for f in ('tokenizer.json', 'tokenizer_config.json')):
@@ -293,33 +301,6 @@ def pretrain_demo(out_dir='runs/pretrain_demo',  # where losses.json, loss.png, 
     first, last = float(np.mean(res.losses[:10])), float(np.mean(res.losses[-10:]))
     return dict(steps=steps, seconds=round(res.seconds, 1), first_loss=first, last_loss=last, losses=res.losses,
                 png=out / 'loss.png', json=out / 'losses.json', model=res.final_dir)
-
-# %% ../nbs/08_train.ipynb #e57e67d8
-DS_AUTO_KEYS = ('train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'train_batch_size', 'gradient_clipping',
-                'optimizer.params.lr', 'optimizer.params.betas', 'optimizer.params.eps', 'optimizer.params.weight_decay',
-                'scheduler.params.warmup_min_lr', 'scheduler.params.warmup_max_lr', 'scheduler.params.total_num_steps',
-                'scheduler.params.warmup_num_steps', 'fp16.enabled', 'bf16.enabled', 'zero_optimization.reduce_bucket_size',
-                'zero_optimization.stage3_prefetch_bucket_size', 'zero_optimization.stage3_param_persistence_threshold')
-# the "auto" values the Trainer fills in (transformers.integrations.deepspeed.HfTrainerDeepSpeedConfig)
-
-def _auto_keys(d, prefix=''):
-    for k, v in d.items():
-        if isinstance(v, dict): yield from _auto_keys(v, f'{prefix}{k}.')
-        elif v == 'auto': yield prefix + k
-
-def check_deepspeed_config(path) -> dict:
-    "Parse a DeepSpeed JSON config and check what the `Trainer` needs: a ZeRO stage, batch keys, and 'auto' only where the Trainer fills it."
-    try: cfg = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e: raise ValueError(f'{path}: not valid JSON ({e})') from None
-    stage = cfg.get('zero_optimization', {}).get('stage')
-    if stage not in (0, 1, 2, 3): raise ValueError(f'{path}: zero_optimization.stage must be 0..3, got {stage!r}')
-    for k in ('train_micro_batch_size_per_gpu', 'gradient_accumulation_steps'):
-        if k not in cfg: raise ValueError(f'{path}: missing {k!r} (set it to "auto" to take the Trainer\'s value)')
-    bad = [k for k in _auto_keys(cfg) if k not in DS_AUTO_KEYS]
-    if bad: raise ValueError(f'{path}: the Trainer does not fill "auto" for {bad}; give numbers')
-    if 'optimizer' not in cfg and stage and not cfg.get('zero_allow_untested_optimizer'):
-        raise ValueError(f"{path}: without an 'optimizer' section ZeRO needs zero_allow_untested_optimizer: true (the Trainer's AdamW)")
-    return cfg
 
 # %% ../nbs/08_train.ipynb #208e80f4
 @call_parse

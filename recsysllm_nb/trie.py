@@ -9,10 +9,12 @@ from contextlib import contextmanager
 import itertools
 import numpy as np
 import pygtrie
+from fastcore.basics import patch
 import torch
 from transformers import LogitsProcessor
 from .textualize import Entity, TextSample
-from .entities import special_ids, tokenize_samples
+from .entities import tokenize_samples
+from .tokenizer import special_ids
 from .positions import part_b_intra
 
 
@@ -87,63 +89,72 @@ class EntityTrie:
     def __repr__(self):
         return f'EntityTrie({len(self)} keys, {len(self.trie)} sequences, longest {self.max_len} tokens)'
 
-    def keys_at(self, seq) -> list:
-        "The keys whose token sequence is exactly `seq` (several for duplicate names; [] if none)."
-        return list(self.trie.get(tuple(seq), ()))
+# %% ../nbs/09_trie.ipynb #b0b5e124
+@patch
+def keys_at(self: EntityTrie, seq) -> list:
+    "The keys whose token sequence is exactly `seq` (several for duplicate names; [] if none)."
+    return list(self.trie.get(tuple(seq), ()))
 
-    def is_node(self, prefix) -> bool:
-        "True if `prefix` starts (or is) some entity of the pool."
-        return len(prefix) == 0 or bool(self.trie.has_node(tuple(prefix)))
+@patch
+def is_node(self: EntityTrie, prefix) -> bool:
+    "True if `prefix` starts (or is) some entity of the pool."
+    return len(prefix) == 0 or bool(self.trie.has_node(tuple(prefix)))
 
-    def allowed(self, prefix=()) -> np.ndarray:
-        ("Sorted int64 ids allowed after `prefix`: the tokens continuing some entity, plus `[eop]` where an entity "
-         "ends (cached).")
-        prefix = tuple(prefix)
-        a = self._allowed.get(prefix)
-        if a is None:
-            if not self.is_node(prefix): a = np.zeros(0, np.int64)
-            else:
-                _, kids, value = self.trie.traverse(_node, prefix)
-                ids = [step for step, _, _ in kids] + ([self.eop] if value and self.eop is not None else [])
-                a = np.unique(np.asarray(ids, np.int64))
-            self._allowed[prefix] = a
-        return a
+@patch
+def count(self: EntityTrie, prefix=()) -> int:
+    "Number of keys whose sequence starts with `prefix` (cached)."
+    prefix = tuple(prefix)
+    if prefix not in self._count:
+        self._count[prefix] = (sum(map(len, self.trie.itervalues(prefix))) if self.is_node(prefix) and len(self)
+                               else 0)
+    return self._count[prefix]
 
-    def allowed_tensor(self, prefix=(),       # tokens generated so far
-                       exclusion=None,        # an `Exclusion` (keys never to produce) or None
-                       device=None            # device of the returned tensor
-                      ) -> torch.Tensor:
-        "`allowed(prefix)` as a torch LongTensor, minus what `exclusion` rules out; [eop] alone off the trie (cached)."
-        prefix = tuple(prefix)
-        ex = exclusion is not None and prefix in exclusion.dead
-        cache = exclusion._tensor if ex else self._tensor      # an exclusion caches the nodes it changes itself
-        t = cache.get((prefix, device))
-        if t is None:
-            a = self.allowed(prefix)
-            if ex: a = a[~np.isin(a, list(exclusion.dead[prefix]))]
-            if not len(a) and self.eop is not None: a = np.array([self.eop], np.int64)   # a dead end: end it there
-            t = cache[(prefix, device)] = torch.as_tensor(a, dtype=torch.long, device=device)
-        return t
+@patch
+def names_below(self: EntityTrie, prefix=(), n: int = 3) -> list:
+    "Up to `n` names of entities starting with `prefix` (trie order)."
+    if not self.is_node(prefix) or not len(self): return []
+    return [self.name_of[k] for ks in itertools.islice(self.trie.itervalues(tuple(prefix)), n) for k in ks][:n]
 
-    def count(self, prefix=()) -> int:
-        "Number of keys whose sequence starts with `prefix` (cached)."
-        prefix = tuple(prefix)
-        if prefix not in self._count:
-            self._count[prefix] = (sum(map(len, self.trie.itervalues(prefix))) if self.is_node(prefix) and len(self)
-                                   else 0)
-        return self._count[prefix]
+# %% ../nbs/09_trie.ipynb #32a51bdb
+@patch
+def allowed(self: EntityTrie, prefix=()) -> np.ndarray:
+    ("Sorted int64 ids allowed after `prefix`: the tokens continuing some entity, plus `[eop]` where an entity "
+     "ends (cached).")
+    prefix = tuple(prefix)
+    a = self._allowed.get(prefix)
+    if a is None:
+        if not self.is_node(prefix): a = np.zeros(0, np.int64)
+        else:
+            _, kids, value = self.trie.traverse(_node, prefix)
+            ids = [step for step, _, _ in kids] + ([self.eop] if value and self.eop is not None else [])
+            a = np.unique(np.asarray(ids, np.int64))
+        self._allowed[prefix] = a
+    return a
 
-    def names_below(self, prefix=(), n: int = 3) -> list:
-        "Up to `n` names of entities starting with `prefix` (trie order)."
-        if not self.is_node(prefix) or not len(self): return []
-        return [self.name_of[k] for ks in itertools.islice(self.trie.itervalues(tuple(prefix)), n) for k in ks][:n]
+@patch
+def allowed_tensor(self: EntityTrie, prefix=(),       # tokens generated so far
+                   exclusion=None,        # an `Exclusion` (keys never to produce) or None
+                   device=None            # device of the returned tensor
+                  ) -> torch.Tensor:
+    "`allowed(prefix)` as a torch LongTensor, minus what `exclusion` rules out; [eop] alone off the trie (cached)."
+    prefix = tuple(prefix)
+    ex = exclusion is not None and prefix in exclusion.dead
+    cache = exclusion._tensor if ex else self._tensor      # an exclusion caches the nodes it changes itself
+    t = cache.get((prefix, device))
+    if t is None:
+        a = self.allowed(prefix)
+        if ex: a = a[~np.isin(a, list(exclusion.dead[prefix]))]
+        if not len(a) and self.eop is not None: a = np.array([self.eop], np.int64)   # a dead end: end it there
+        t = cache[(prefix, device)] = torch.as_tensor(a, dtype=torch.long, device=device)
+    return t
 
-    def step(self, entity: tuple,  # tokens of the entity being generated so far (() = not inside an entity)
-             token: int            # the token just generated
-            ) -> tuple:            # (continues: bool, the new entity prefix)
-        "The trie's answer for one generated token: does it continue `entity`? If not, does it start a new one?"
-        if entity and self.trie.has_node(entity + (token,)): return True, entity + (token,)
-        return False, ((token,) if self.trie.has_node((token,)) else ())
+@patch
+def step(self: EntityTrie, entity: tuple,  # tokens of the entity being generated so far (() = not inside an entity)
+         token: int            # the token just generated
+        ) -> tuple:            # (continues: bool, the new entity prefix)
+    "The trie's answer for one generated token: does it continue `entity`? If not, does it start a new one?"
+    if entity and self.trie.has_node(entity + (token,)): return True, entity + (token,)
+    return False, ((token,) if self.trie.has_node((token,)) else ())
 
 # %% ../nbs/09_trie.ipynb #cdeb79ca
 class Exclusion:

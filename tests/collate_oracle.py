@@ -8,7 +8,8 @@ collator can fail.
 import numpy as np
 import torch
 
-from recsysllm_nb.entities import TokenizedSample, SpecialIds
+from recsysllm_nb.entities import TokenizedSample
+from recsysllm_nb.tokenizer import SpecialIds
 from recsysllm_nb.masking import MaskConfig, MaskedSample, draw_spans
 from recsysllm_nb.collate import as_example, cut_left
 

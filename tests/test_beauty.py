@@ -150,7 +150,7 @@ def test_beauty_titles_collide_as_documented():
 
 def test_gpu_preset_path_lora_on_a_checkpoint(tmp_path):
     "The GPU preset's path on CPU at a toy budget: a saved model + tokenizer as the checkpoint, LoRA rank 8, merged."
-    from recsysllm_nb.entities import corpus_tokenizer
+    from recsysllm_nb.tokenizer import corpus_tokenizer
     from recsysllm_nb.models import build_model
     t = load_sequences(FIXTURE); sp = leave_one_out(t, seed=0)
     ck = tmp_path / 'ck'

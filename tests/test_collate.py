@@ -5,7 +5,8 @@ import torch
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from recsysllm_nb.entities import TokenizedSample, SpecialIds
+from recsysllm_nb.entities import TokenizedSample
+from recsysllm_nb.tokenizer import SpecialIds
 from recsysllm_nb.masking import MaskConfig, reconstruct
 from recsysllm_nb.positions import prefix_lm_mask
 from recsysllm_nb.collate import RecCollator, RecDataset, truncate_left, trim_spans, sample_rng
@@ -104,7 +105,8 @@ def test_real_data_equals_oracle():
     "ML-100K users with long whole histories (truncated and trimmed) and short sampled ones, three masking settings."
     from recsysllm_nb.data import load_ml100k, leave_one_out
     from recsysllm_nb.textualize import textualize_corpus
-    from recsysllm_nb.entities import demo_tokenizer, tokenize_samples, special_ids
+    from recsysllm_nb.entities import tokenize_samples
+    from recsysllm_nb.tokenizer import demo_tokenizer, special_ids
     tables = load_ml100k(); split = leave_one_out(tables); tok = demo_tokenizer(); ids = special_ids(tok)
     users = split.train['user_id'].value_counts().index[:6].tolist()
     ss = tokenize_samples(textualize_corpus(tables, split, users=users, n_items=None), tok)

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from recsysllm_nb.data import (DataError, Tables, Split, load_ml100k, ml100k_dir, leave_one_out, sample_negatives, kcore,
-                               stats, format_stats)
+from recsysllm_nb.data import DataError, Tables, Split, load_ml100k, ml100k_dir, leave_one_out, sample_negatives
+from recsysllm_nb.dataset_stats import kcore, stats, format_stats
 from recsysllm_nb.sources import load_tables, load_p5, load_p5_negatives, make_p5_fixture, recsysllm_data
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,10 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 from recsysllm_nb.data import load_ml100k, leave_one_out
 from recsysllm_nb.textualize import Entity, TextSample, textualize_corpus
-from recsysllm_nb.entities import (SPECIAL_TOKENS, SpecialIds, TOKENIZER_KINDS, TokenizedSample, add_special_tokens,
-                                   check_units, special_ids, tokenize_sample, tokenize_samples, train_tokenizer,
-                                   unit_spans, unit_starts, demo_tokenizer)
+from recsysllm_nb.entities import (TokenizedSample, check_units, tokenize_sample, tokenize_samples, unit_spans,
+                                   unit_starts)
+from recsysllm_nb.tokenizer import (SPECIAL_TOKENS, SpecialIds, TOKENIZER_KINDS, add_special_tokens, special_ids,
+                                    train_tokenizer, demo_tokenizer)
 
 EXTRA = 'éüßñ中文—“”😀'                     # unicode the tokenizers are trained on (so no unknown token appears)
 WORD_CHARS = 'abcdeStTyoOrWars0123' + EXTRA

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from recsysllm_nb.data import load_ml100k, leave_one_out
 from recsysllm_nb.textualize import item_names
-from recsysllm_nb.entities import demo_tokenizer
+from recsysllm_nb.tokenizer import demo_tokenizer
 from recsysllm_nb.tasks import TEMPLATES, build_tasks
 from recsysllm_nb.baselines import RandomScorer, Popularity, BPRMF
 from recsysllm_nb.experiments import eval_prompts, eval_users, METRICS

@@ -5,7 +5,8 @@ from recsysllm_nb.data import load_ml100k, leave_one_out
 from recsysllm_nb.textualize import textualize_user, mark_entities, item_names
 from recsysllm_nb.masking import LEVELS
 from recsysllm_nb.positions import glm_block_ids, span_starts
-from recsysllm_nb.explorer import Explorer, parse_marked, explorer_tokenizer, LEVEL_CHOICES
+from recsysllm_nb.explorer import Explorer, explorer_tokenizer, LEVEL_CHOICES
+from recsysllm_nb.marked import parse_marked
 
 BASE = dict(user='1', level='entity', ratio=0.15, seed=0, shuffle=False, mode='recsysllm', tokenizer_kind='bpe', text='')
 

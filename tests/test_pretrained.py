@@ -4,7 +4,7 @@ import importlib.util, json
 import pytest
 import torch
 from recsysllm_nb import pretrained as P
-from recsysllm_nb.entities import special_ids, SPECIAL_TOKENS
+from recsysllm_nb.tokenizer import special_ids, SPECIAL_TOKENS
 from recsysllm_nb.adapter import tiny_base_config
 from transformers import AutoModelForCausalLM
 
@@ -58,7 +58,7 @@ def test_conversion_failure_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_with_method_tokens_on_a_local_folder(tmp_path):
-    from recsysllm_nb.entities import demo_tokenizer
+    from recsysllm_nb.tokenizer import demo_tokenizer
     tok = demo_tokenizer(); n = len(tok)
     m = AutoModelForCausalLM.from_config(tiny_base_config('llama', vocab_size=n))
     m.save_pretrained(tmp_path / 'm'); tok.save_pretrained(tmp_path / 'm')

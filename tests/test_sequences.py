@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from recsysllm_nb.data import DataError, Tables, leave_one_out, stats
+from recsysllm_nb.data import DataError, Tables, leave_one_out
+from recsysllm_nb.dataset_stats import stats
 from recsysllm_nb.sequences import load_sequences, clean_title, make_seq_fixture
 from recsysllm_nb.sources import load_dataset
 from recsysllm_nb.textualize import item_names, textualize_corpus, check_sample

@@ -8,10 +8,11 @@ import pytest
 from recsysllm_nb.data import Tables, load_ml100k, leave_one_out
 from recsysllm_nb.sources import load_p5
 from recsysllm_nb.textualize import item_names, check_sample
-from recsysllm_nb.entities import demo_tokenizer, special_ids
+from recsysllm_nb.tokenizer import demo_tokenizer, special_ids
 from recsysllm_nb.masking import reconstruct
-from recsysllm_nb.tasks import (FAMILIES, FAMILY_LEVEL, TEMPLATES, Template, TaskSkipped, templates, build_tasks, render,
-                                family_support, for_candidate, leaks, to_masked, to_masked_batch)
+from recsysllm_nb.tasks import (FAMILIES, FAMILY_LEVEL, TEMPLATES, Template, TaskSkipped, templates, build_tasks,
+                                render, family_support, for_candidate, leaks)
+from recsysllm_nb.task_infilling import to_masked, to_masked_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / 'data_samples' / 'p5_fixture'

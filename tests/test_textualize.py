@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from recsysllm_nb.data import Tables, Split, load_ml100k, leave_one_out
-from recsysllm_nb.textualize import (Entity, TextSample, TextConfig, check_sample, item_names, period_quotas, assign_periods,
-                                     sample_history, textualize_user, textualize_corpus, age_bucket)
+from recsysllm_nb.textualize import (Entity, TextSample, TextConfig, check_sample, item_names, sample_history,
+                                     textualize_user, textualize_corpus, age_bucket)
+from recsysllm_nb.periods import period_quotas, assign_periods
 from recsysllm_nb.corpus import corpus_dataset, row_to_sample, sample_to_row
 
 PROPS = (0.1, 0.3, 0.6)

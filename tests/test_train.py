@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from recsysllm_nb.train import MixedDataset, TrainConfig, check_deepspeed_config, train
+from recsysllm_nb.train import MixedDataset, TrainConfig, train
+from recsysllm_nb.lora_gpu import check_deepspeed_config
 from recsysllm_nb.models import apply_lora, build_model, is_quantized, trainable_parameters
 from recsysllm_nb.collate import RecCollator, RecDataset
-from recsysllm_nb.entities import demo_tokenizer, tokenize_samples
+from recsysllm_nb.entities import tokenize_samples
+from recsysllm_nb.tokenizer import demo_tokenizer
 from recsysllm_nb.data import load_ml100k, leave_one_out
 from recsysllm_nb.textualize import textualize_corpus
 

@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 
 from recsysllm_nb.adapter import RecAdapterForCausalLM, tiny_base_config
 from recsysllm_nb.collate import RecCollator, RecDataset, assemble_batch
-from recsysllm_nb.entities import SpecialIds, TokenizedSample, demo_tokenizer, special_ids, tokenize_samples
+from recsysllm_nb.entities import TokenizedSample, tokenize_samples
+from recsysllm_nb.tokenizer import SpecialIds, demo_tokenizer, special_ids
 from recsysllm_nb.glm import GLMForCausalLM, tiny_glm_config
 from recsysllm_nb.masking import apply_spans
 from recsysllm_nb.positions import position_ids_2d
