@@ -68,7 +68,7 @@ def main():
 
     try:
         from recsysllm_nb.trie import EntityTrie, entity_token_ids
-        from recsysllm_nb.entities import train_tokenizer, special_ids
+        from recsysllm_nb.tokenizer import train_tokenizer, special_ids
     except ImportError as e:
         print(f'  trie: recsysllm_nb.trie not importable ({e}); trie_build_s left null')
     else:

@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from recsysllm_nb.data import load_ml100k, leave_one_out  # noqa: E402
 from recsysllm_nb.textualize import textualize_corpus  # noqa: E402
-from recsysllm_nb.entities import demo_tokenizer, tokenize_samples, special_ids  # noqa: E402
+from recsysllm_nb.entities import tokenize_samples
+from recsysllm_nb.tokenizer import demo_tokenizer, special_ids  # noqa: E402
 from recsysllm_nb.masking import MaskConfig  # noqa: E402
 from recsysllm_nb.collate import RecCollator  # noqa: E402
 from collate_oracle import collate_oracle  # noqa: E402

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from recsysllm_nb.data import load_ml100k, leave_one_out
-from recsysllm_nb.entities import demo_tokenizer, special_ids
+from recsysllm_nb.tokenizer import demo_tokenizer, special_ids
 from recsysllm_nb.glm import GLMForCausalLM, tiny_glm_config
 from recsysllm_nb.textualize import item_names
 from recsysllm_nb.trie import EntityTrie, TrieLogitsProcessor, entity_token_ids

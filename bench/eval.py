@@ -54,7 +54,7 @@ def recsysllm_throughput(tables, split, n_users=N_LLM_USERS):
     try:
         import torch
         from recsysllm_nb.textualize import item_names
-        from recsysllm_nb.entities import demo_tokenizer
+        from recsysllm_nb.tokenizer import demo_tokenizer
         from recsysllm_nb.trie import EntityTrie
         from recsysllm_nb.models import build_model
         from recsysllm_nb.experiments import eval_users, eval_prompts, score_sequential, score_direct

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from recsysllm_nb.data import load_ml100k, leave_one_out
 from recsysllm_nb.textualize import item_names
-from recsysllm_nb.entities import special_ids
+from recsysllm_nb.tokenizer import special_ids
 from recsysllm_nb.pretrained import load_pretrained
 from recsysllm_nb.adapter import RecAdapterForCausalLM
 from recsysllm_nb.models import PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
