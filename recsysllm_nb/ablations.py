@@ -88,9 +88,9 @@ def run_ablations(tables: Tables, split: Split,
     base_model = finals.get(base_model, base_model) if base_model is not None else None
     if base_model is not None:
         for k in ranks:
-            base = AutoModelForCausalLM.from_pretrained(str(base_model))
+            lora = apply_lora(AutoModelForCausalLM.from_pretrained(str(base_model)), k, seed=seed)
             r = pretrain_with_tasks(tables, split, out / f'lora_r{k}', tok, lora_steps, size, batch_size, lora_lr,
-                                    mix=(0.0, 0.0, 1.0), model=apply_lora(base, k), lora_rank=k, data=data, seed=seed,
+                                    mix=(0.0, 0.0, 1.0), model=lora, lora_rank=k, data=data, seed=seed,
                                     progress=progress, logging_steps=max(1, lora_steps // 30))
             # `pretrain_with_tasks` returns the LoRA run merged, in eval mode
             rows += ev(r['model'], f'LoRA r={k}', False)

@@ -77,7 +77,7 @@ def bench_model(cfg: BenchConfig, tables: Tables, split: Split, out: Path) -> tu
     import torch
     m = build_model(model_path=cfg.checkpoint, vocab_size=len(tok), max_length=cfg.max_length, seed=cfg.seed,
                     dtype=torch.bfloat16 if cfg.bf16 else None)
-    return (apply_lora(m, cfg.lora_rank) if cfg.lora_rank else m), tok
+    return (apply_lora(m, cfg.lora_rank, seed=cfg.seed) if cfg.lora_rank else m), tok
 
 # %% ../nbs/16_beauty.ipynb #f55c1503
 DIFFERENCES = [

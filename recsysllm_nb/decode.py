@@ -219,7 +219,7 @@ def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # cand
     a_in = dict(input_ids=t(prompt.part_a)[None], position_ids=t(prompt.positions(layout)[:, :la])[None],
                 attention_mask=torch.ones(1, la, dtype=torch.long, device=dev), prefix_len=t([la]))
     with torch.no_grad(): a_cache = _cache_of(model(**a_in, use_cache=True))
-    by_len, score = sorted(set(cands), key=lambda c: len(trie.tokens_of[c])), {}
+    by_len, score = sorted(set(cands), key=lambda c: (len(trie.tokens_of[c]), c)), {}
     for c0 in range(0, len(by_len), batch_size):
         chunk = by_len[c0:c0 + batch_size]
         seqs = [trie.tokens_of[c] for c in chunk]

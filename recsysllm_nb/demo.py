@@ -76,11 +76,11 @@ def step_model(out: Path,
         return dict(model=None, tokenizer=step_tokenizer(out), name='GLM small, from scratch', lora_rank=0)
     if init not in ('pretrained', 'random'): raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
     t0 = time.perf_counter()
-    lm, tok, new = load_pretrained(model)
+    lm, tok, new = load_pretrained(model, seed=seed)
     if init == 'random': set_seed(seed); lm = AutoModelForCausalLM.from_config(lm.config, attn_implementation='sdpa')
     m = RecAdapterForCausalLM.from_base(lm, layout=PRETRAINED_LAYOUT, prefix_lm=PRETRAINED_PREFIX_LM)
     rank = lora_rank if init == 'pretrained' else 0
-    if rank: m = apply_lora(m, rank, token_indices=new)
+    if rank: m = apply_lora(m, rank, token_indices=new, seed=seed)
     n, total = trainable_parameters(m)
     name = f"{Path(model).name}{' random weights' if init == 'random' else ''}{f' + LoRA r={rank}' if rank else ', full'}"
     print(f'\n== Model: {name} ({time.perf_counter() - t0:.1f} s): {n:,} of {total:,} parameters train; '

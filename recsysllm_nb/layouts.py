@@ -77,9 +77,9 @@ def layout_study(model: str = DEFAULT_LM,   # registered name or local folder of
         torch.manual_seed(seed)
         col = RecCollator(tok, mc, max_length, seed, layout=layout)
         evb, trb = _batches(col, ev, 8), _batches(col, tr, batch_size)
-        m = RecAdapterForCausalLM.from_base(load_pretrained(model)[0], layout=layout, prefix_lm=bidir).eval()
+        m = RecAdapterForCausalLM.from_base(load_pretrained(model, seed=seed)[0], layout=layout, prefix_lm=bidir).eval()
         step0 = _mean_nll(m, evb, sids.eop)
-        pm = apply_lora(m, rank=8, dropout=0.0, token_indices=new); pm.train()
+        pm = apply_lora(m, rank=8, dropout=0.0, token_indices=new, seed=seed); pm.train()
         opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=lr)
         t0, losses = time.perf_counter(), []
         for k in range(steps):

@@ -128,7 +128,8 @@ def apply_lora(model,                     # a GLM, an adapter model or any HF ca
                targets=None,              # target module names; default `lora_targets(model)`
                modules_to_save=None,      # modules trained in full; default: the adapter's 2D position tables, if any
                gradient_checkpointing: bool = False,  # (quantized models) let peft prepare for gradient checkpointing
-               token_indices=None):       # embedding rows trained without unfreezing the table (new special tokens)
+               token_indices=None,        # embedding rows trained without unfreezing the table (new special tokens)
+               seed: int = 0):            # seed of the LoRA matrices' draw (the global random state is left alone)
     "Wrap `model` with peft LoRA adapters; a 4-bit / 8-bit model is prepared for k-bit training first."
     if rank < 1:
         raise ValueError(f'apply_lora: rank must be >= 1, got {rank} (rank 0 means full training: do not call '
@@ -143,7 +144,9 @@ def apply_lora(model,                     # a GLM, an adapter model or any HF ca
     cfg = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=targets,
                      modules_to_save=modules_to_save, bias='none', trainable_token_indices=list(token_indices) or None
                      if token_indices is not None else None)
-    return get_peft_model(model, cfg)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return get_peft_model(model, cfg)
 
 def trainable_parameters(model) -> tuple[int, int]:
     "(trainable, total) parameter counts (a 4-bit weight counts as its number of values)."

@@ -76,24 +76,28 @@ def pretrained_lm(name_or_path: str = DEFAULT_LM,  # a registered name (see `PRE
     return out
 
 # %% ../nbs/06b_pretrained.ipynb #8095a0f4
-def with_method_tokens(model, tokenizer) -> list:
+def with_method_tokens(model, tokenizer,
+                       seed: int = 0) -> list:  # seed of the new rows' draw (the global random state is left as it was)
     "Add the method's special tokens to `tokenizer` and grow `model`'s embeddings to fit; returns the new tokens' ids."
     n0 = len(tokenizer)
     add_special_tokens(tokenizer)
     new = sorted(i for i in vars(special_ids(tokenizer)).values() if i >= n0)
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     return new
 
 def load_pretrained(name_or_path: str = DEFAULT_LM,  # registered name or local folder (see `pretrained_lm`)
                     dtype: torch.dtype = torch.float32,
                     attn_implementation: str = 'sdpa',   # 'sdpa' or 'eager': both apply the prefix-LM mask
+                    seed: int = 0,                       # seed of the new tokens' embedding rows
                    ) -> tuple:
     "(model, tokenizer, new_token_ids): a pre-trained causal LM ready for RecSysLLM, nothing downloaded."
     folder = pretrained_lm(name_or_path)
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation)
-    return model, tok, with_method_tokens(model, tok)
+    return model, tok, with_method_tokens(model, tok, seed)
 
 # %% ../nbs/06b_pretrained.ipynb #1dfb8fdb
 @torch.no_grad()

@@ -239,7 +239,8 @@ def train(cfg: TrainConfig,        # the run
                             cfg.layout)
         new = new_token_rows(cfg.model_path, tokenizer) if cfg.model_path is not None else None
         if cfg.lora_rank: model = apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
-                                             gradient_checkpointing=cfg.gradient_checkpointing, token_indices=new)
+                                             gradient_checkpointing=cfg.gradient_checkpointing, token_indices=new,
+                                             seed=cfg.seed)
     if collator is None: collator = RecCollator(tokenizer, MaskConfig(level_probs=cfg.level_probs), cfg.max_length, cfg.seed,
                                                 layout=getattr(model.config, 'layout', 'glm'))
     cbs = [EpochCallback(dataset, collator)] + ([StopAtStep(cfg.stop_at)] if cfg.stop_at else []) + list(callbacks)
