@@ -9,7 +9,7 @@ test HR@5 / NDCG@5 / HR@10 / NDCG@10, epochs run, best epoch, fit seconds, the v
 error sqrt(p (1 - p) / n) of each hit rate. With --paper beauty the published SASRec row (paper Table 4) is printed
 beside.
 """
-import argparse, json, sys, time
+import argparse, json, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from recsysllm_nb.data import load_ml100k, leave_one_out
     from recsysllm_nb.sequences import load_sequences
-    from recsysllm_nb.baselines import SASRec, BPRMF, Budget, eval_sequential
+    from recsysllm_nb.baselines import BPRMF, Budget, eval_sequential
+    from recsysllm_nb.sasrec import SASRec
     tables = load_ml100k() if a.data == 'ml100k' else load_sequences(a.data)
     split = leave_one_out(tables, seed=0)
     budget = Budget(a.epochs, a.patience, a.eval_every)

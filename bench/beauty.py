@@ -96,7 +96,8 @@ def eval_throughput(tables, split, names, tok, trie) -> dict:
     "RecSysLLM users/s (sequential beam search + direct candidates) and the SASRec + BPR-MF users/s on the same users."
     import torch
     from recsysllm_nb.models import build_model
-    from recsysllm_nb.baselines import SASRec, BPRMF, user_histories, eval_sequential, eval_direct
+    from recsysllm_nb.baselines import BPRMF, user_histories, eval_sequential, eval_direct
+    from recsysllm_nb.sasrec import SASRec
     from recsysllm_nb.experiments import eval_users, eval_prompts, score_sequential, score_direct, subset_split
     users = eval_users(split, EVAL_USERS, seed=0)
     sets = eval_prompts(tables, split, users, ('sequential', 'direct'), names=names)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recsysllm_nb.data import load_ml100k, leave_one_out
-from recsysllm_nb.baselines import SASRec, BPRMF, eval_sequential, eval_direct, user_histories
+from recsysllm_nb.baselines import BPRMF, eval_sequential, eval_direct, user_histories
+from recsysllm_nb.sasrec import SASRec
 
 REPEATS = 5
 N_LLM_USERS = 16        # users for the (much slower) RecSysLLM measurements

@@ -24,7 +24,7 @@ from recsysllm_nb.tokenizer import special_ids
 from recsysllm_nb.pretrained import load_pretrained
 from recsysllm_nb.adapter import RecAdapterForCausalLM
 from recsysllm_nb.models import PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
-from recsysllm_nb.trie import EntityTrie, Exclusion
+from recsysllm_nb.trie import EntityTrie
 from recsysllm_nb.decode import next_item_prompt, rank_candidates, generate_entities
 
 ap = argparse.ArgumentParser()

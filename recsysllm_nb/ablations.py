@@ -50,6 +50,39 @@ def plot_rank_sweep(rows, path=None,
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
+# %% ../nbs/13a_ablations.ipynb #6f108d1d
+def _rank_sweep(tables: Tables, split: Split, base_model, tok, out: Path, data: dict, ev, ranks, lora_steps: int,
+                size: str, batch_size: int, lora_lr: float, seed: int, progress: bool) -> tuple[list, dict]:
+    "LoRA of each rank trained on the task prompts from `base_model`, each evaluated by `ev`: (rows, runs)."
+    rows, runs = [], {}
+    for k in ranks:
+        lora = apply_lora(AutoModelForCausalLM.from_pretrained(str(base_model)), k, seed=seed)
+        r = pretrain_with_tasks(tables, split, out / f'lora_r{k}', tok, lora_steps, size, batch_size, lora_lr,
+                                mix=(0.0, 0.0, 1.0), model=lora, lora_rank=k, data=data, seed=seed,
+                                progress=progress, logging_steps=max(1, lora_steps // 30))
+        # `pretrain_with_tasks` returns the LoRA run merged, in eval mode
+        rows += ev(r['model'], f'LoRA r={k}', False)
+        runs[f'lora_r{k}'] = dict(seconds=round(r['seconds'], 1), first_loss=r['first_loss'], last_loss=r['last_loss'])
+    return rows, runs
+
+# %% ../nbs/13a_ablations.ipynb #31333532
+def _ablation_report(out: Path, rows: list, runs: dict, users, variants, base_model, ranks, steps: int, size: str,
+                     lora_steps: int, n_users: int, beams: int, families, direct_modes, seed: int,
+                     progress: bool) -> dict:
+    "One report of every row (variants and rank sweep), with the training time and loss of each run; its paths."
+    cfg = ExperimentConfig(model=str(base_model), n_users=n_users, seed=seed, beams=beams, families=tuple(families),
+                           direct_modes=tuple(direct_modes), baselines=False, progress=progress)
+    extra = dict(variants=', '.join(variants), ranks=', '.join(map(str, ranks)) if base_model else 'none',
+                 steps=steps, size=size, lora_steps=lora_steps,
+                 **{f'{k} train s / loss': f"{v['seconds']} / {v['last_loss']:.3f}" for k, v in runs.items()})
+    paths = write_report(out, rows, cfg, users, extra=extra, title='RecSysLLM ablations')
+    if base_model is not None:
+        import matplotlib.pyplot as plt
+        paths['rank_sweep'] = out / 'rank_sweep.png'
+        plt.close(plot_rank_sweep(rows, paths['rank_sweep']))
+        with open(paths['report'], 'a') as f: f.write('\n## LoRA rank sweep\n\n![rank sweep](rank_sweep.png)\n')
+    return paths
+
 # %% ../nbs/13a_ablations.ipynb #152a6ff9
 def run_ablations(tables: Tables, split: Split,
                   out_dir='runs/ablations',      # report folder (report.md, results.json, PNGs) and the models
@@ -64,49 +97,33 @@ def run_ablations(tables: Tables, split: Split,
                   families=('rating', 'sequential', 'direct'), direct_modes=('candidates',),
                   train_users=None,              # restrict the training data to these users (smoke runs); default all
                   seed: int = 0, progress: bool = True) -> dict:
-    ("Pre-train and evaluate each ablation variant, then the LoRA rank sweep on `base_model`; write one report with "
-     "all rows.")
+    "Pre-train and evaluate each ablation variant, then the LoRA rank sweep on `base_model`; one report of all rows."
+    if base_model is not None and base_model in ABLATIONS and base_model not in variants:   # before any training
+        raise ValueError(f'base_model {base_model!r} names a variant that is not trained here: pass it in `variants` '
+                         f'or give a model folder')
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     tok = demo_tokenizer(out / 'tokenizer') if tokenizer is None else tokenizer
     data = training_data(tables, split, tok, users=train_users, seed=seed)
     users = eval_users(split, n_users, seed)
     rows, runs, finals = [], {}, {}
-    ev = lambda m, name, block_ids: evaluate_recsysllm(m, tok, tables, split, users, families, beams, seed,
-                                                       direct_modes=direct_modes,
-                                                 block_ids=block_ids, progress=progress, name=name)[0]
+    ev = lambda m, name, block_ids: evaluate_recsysllm(m, tok, tables, split, users, families, beams, seed, name=name,
+                                                       direct_modes=direct_modes, block_ids=block_ids,
+                                                       progress=progress)[0]
     for v in variants:
         mc, block_ids = ABLATIONS[v]
         r = pretrain_with_tasks(tables, split, out / v, tok, steps, size, batch_size, lr, mask_config=mc,
-                                block_ids=block_ids, data=data,
-                                seed=seed, progress=progress, logging_steps=max(1, steps // 30))
+                                block_ids=block_ids, data=data, seed=seed, progress=progress,
+                                logging_steps=max(1, steps // 30))
         rows += ev(r['model'], f'RecSysLLM [{v}]', block_ids)
         runs[v] = dict(seconds=round(r['seconds'], 1), first_loss=r['first_loss'], last_loss=r['last_loss'])
         finals[v] = r['final_dir']
-    if base_model is not None and base_model in ABLATIONS and base_model not in finals:
-        raise ValueError(f'base_model {base_model!r} names a variant that was not trained here: pass it in `variants` '
-                         f'or give a model folder')
     base_model = finals.get(base_model, base_model) if base_model is not None else None
     if base_model is not None:
-        for k in ranks:
-            lora = apply_lora(AutoModelForCausalLM.from_pretrained(str(base_model)), k, seed=seed)
-            r = pretrain_with_tasks(tables, split, out / f'lora_r{k}', tok, lora_steps, size, batch_size, lora_lr,
-                                    mix=(0.0, 0.0, 1.0), model=lora, lora_rank=k, data=data, seed=seed,
-                                    progress=progress, logging_steps=max(1, lora_steps // 30))
-            # `pretrain_with_tasks` returns the LoRA run merged, in eval mode
-            rows += ev(r['model'], f'LoRA r={k}', False)
-            runs[f'lora_r{k}'] = dict(seconds=round(r['seconds'], 1), first_loss=r['first_loss'],
-                                      last_loss=r['last_loss'])
-    cfg = ExperimentConfig(model=str(base_model), n_users=n_users, seed=seed, beams=beams, families=tuple(families),
-                           direct_modes=tuple(direct_modes), baselines=False, progress=progress)
-    extra = dict(variants=', '.join(variants), ranks=', '.join(map(str, ranks)) if base_model else 'none',
-                 steps=steps, size=size, lora_steps=lora_steps,
-                 **{f'{k} train s / loss': f"{v['seconds']} / {v['last_loss']:.3f}" for k, v in runs.items()})
-    paths = write_report(out, rows, cfg, users, extra=extra, title='RecSysLLM ablations')
-    if base_model is not None:
-        import matplotlib.pyplot as plt
-        paths['rank_sweep'] = out / 'rank_sweep.png'
-        plt.close(plot_rank_sweep(rows, paths['rank_sweep']))
-        with open(paths['report'], 'a') as f: f.write('\n## LoRA rank sweep\n\n![rank sweep](rank_sweep.png)\n')
+        sweep_rows, sweep_runs = _rank_sweep(tables, split, base_model, tok, out, data, ev, ranks, lora_steps, size,
+                                             batch_size, lora_lr, seed, progress)
+        rows, runs = rows + sweep_rows, runs | sweep_runs
+    paths = _ablation_report(out, rows, runs, users, variants, base_model, ranks, steps, size, lora_steps, n_users,
+                             beams, families, direct_modes, seed, progress)
     return dict(rows=rows, tables=paper_tables(rows), paths=paths, runs=runs, users=users, base_model=base_model)
 
 # %% ../nbs/13a_ablations.ipynb #7d4b500f

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .data import Tables, Split
 from .tasks import family_support
-from .metrics import rank_from_scores, ranking_metrics, rating_metrics
+from .metrics import ranking_metrics, rating_metrics
 
 # %% auto #0
 __all__ = ['PARTS', 'EVALS', 'user_histories', 'torch_threads', 'Baseline', 'eval_sequential', 'direct_candidates', 'eval_direct',
@@ -296,10 +296,6 @@ def default_baselines(progress: bool = True, budget: Budget | None = None) -> li
     from recsysllm_nb.sasrec import SASRec   # 12b_sasrec builds SASRec on this module
     return [RandomScorer(), Popularity(), MF(progress=progress), BPRMF(budget=budget, progress=progress),
             SASRec(budget=budget, progress=progress)]
-
-def __getattr__(name):   # `from recsysllm_nb.baselines import SASRec` still works (SASRec lives in recsysllm_nb.sasrec)
-    if name == 'SASRec': from recsysllm_nb.sasrec import SASRec; return SASRec
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 EVALS = {'sequential': eval_sequential, 'direct': eval_direct, 'rating': eval_rating}
 

@@ -18,7 +18,6 @@ from .trie import (EntityTrie, Exclusion, DynamicPositions, TrieLogitsProcessor,
                                decode_positions)
 import copy
 
-
 # %% auto #0
 __all__ = ['Prompt', 'model_layout', 'next_item_prompt', 'Hit', 'hits_frame', 'batch_prompts', 'prefill', 'generate_entities',
            'rank_candidates', 'decode_table']
@@ -130,6 +129,57 @@ def prefill(model, inputs: dict, rows: int = 1):
     if rows > 1: cache.batch_repeat_interleave(rows)
     return cache
 
+# %% ../nbs/09a_decode.ipynb #a9694195
+def _generated_positions(prompts, trie: EntityTrie, L: int, rows: int, layout: str, n_new: int, block_ids: bool):
+    "The position rows of the generated tokens (after `L` prompt columns), as a function of the ids so far."
+    dp = DynamicPositions(trie)
+    inter = torch.tensor([p.mask_pos for p in prompts]).repeat_interleave(rows)[:, None]
+    base = torch.from_numpy(np.stack([p.part_b_base(layout, n_new + 1)[1:]
+                                      for p in prompts])).repeat_interleave(rows, 0)
+    def positions(input_ids):
+        g = input_ids[:, L:]
+        if block_ids: intra = torch.from_numpy(glm_block_ids(np.arange(g.shape[1] + 1) == 0)[1:]).expand(g.shape[0], -1)
+        else: intra = torch.from_numpy(dp.intra(g.tolist())[:, 1:])
+        rows_ = [inter.expand_as(intra), intra] + ([] if layout == 'glm' else [base[:, :intra.shape[1]]])
+        return torch.stack(rows_, 1)
+    return positions
+
+def _generate_config(mode: str, trie: EntityTrie, L: int, sids: SpecialIds, excl: list, rows: int, constrain: bool,
+                     num_beams: int, max_new_tokens, temperature: float, generate_kwargs: dict) -> dict:
+    "`model.generate`'s arguments for `mode` (trie constraint, beams or sampling, scores), `generate_kwargs` last."
+    gk = dict(max_new_tokens=max_new_tokens or trie.max_len + 1, eos_token_id=sids.eop, pad_token_id=sids.pad,
+              return_dict_in_generate=True, use_cache=True,
+              logits_processor=[TrieLogitsProcessor(trie, L, excl, rows)] if constrain else None)
+    if mode == 'beam':
+        gk.update(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, length_penalty=0.0,
+                  output_scores=True)
+    else: gk.update(do_sample=mode == 'sample', num_return_sequences=rows, output_logits=True,
+                    **(dict(temperature=temperature) if mode == 'sample' else {}))
+    gk.update(generate_kwargs)
+    return gk
+
+# %% ../nbs/09a_decode.ipynb #285e52f5
+def _best_hits(prompts, gen, scores, rows: int, trie: EntityTrie, sids: SpecialIds, k: int, valid_only: bool,
+               exclude_seen: bool, tokenizer=None) -> list:
+    "Per prompt: its rows' distinct sequences, best score first, named from the pool (or decoded), at most `k`."
+    res = []
+    for i, p in enumerate(prompts):
+        best = {}
+        for r in range(i * rows, (i + 1) * rows):
+            g = gen[r].tolist()
+            ended = sids.eop in g
+            toks = tuple(g[:g.index(sids.eop)]) if ended else tuple(g)
+            keys = trie.keys_at(toks) if ended and scores[r] > float('-inf') else []
+            name = (' | '.join(dict.fromkeys(trie.name_of[x] for x in keys)) if keys else
+                    tokenizer.decode(list(toks)).strip() if tokenizer is not None else '')
+            if toks not in best or scores[r] > best[toks].score:
+                best[toks] = Hit(name, keys, scores[r], toks, bool(keys))
+        hits = sorted(best.values(), key=lambda h: -h.score)
+        if valid_only: hits = [h for h in hits if h.valid]
+        if exclude_seen: hits = [h for h in hits if not h.keys or not set(h.keys) <= set(p.seen)]
+        res.append(hits[:k])
+    return res
+
 # %% ../nbs/09a_decode.ipynb #1a9f1a5b
 def generate_entities(model,                   # GLMForCausalLM or RecAdapterForCausalLM (eval mode)
                       prompts,                 # a `Prompt` or a list of them (decoded together, left-padded)
@@ -148,8 +198,7 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
                       tokenizer=None,          # names sequences outside the pool (unconstrained runs)
                       **generate_kwargs        # anything else for `model.generate`
                      ) -> list:                # list[Hit] (or one such list per prompt), best first, distinct
-    ("Top-k distinct entities for each prompt with `model.generate` (KV cache), the trie constraint and dynamic 2D "
-     "positions.")
+    "Top-k distinct entities per prompt: `model.generate` (KV cache), the trie constraint, dynamic 2D positions."
     if mode not in ('beam', 'greedy', 'sample'):
         raise ValueError(f"mode must be 'beam', 'greedy' or 'sample', got {mode!r}")
     single = isinstance(prompts, Prompt)
@@ -159,48 +208,17 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
     L = inputs['input_ids'].shape[1]
     rows = dict(beam=num_beams, greedy=1, sample=n_samples)[mode]
     excl = [Exclusion(trie, p.seen) if exclude_seen and p.seen else None for p in prompts]
-    dp = DynamicPositions(trie)
-    inter = torch.tensor([p.mask_pos for p in prompts]).repeat_interleave(rows)[:, None]
     n_new = generate_kwargs.get('max_new_tokens') or max_new_tokens or trie.max_len + 1
-    base = torch.from_numpy(np.stack([p.part_b_base(layout, n_new + 1)[1:]
-                                      for p in prompts])).repeat_interleave(rows, 0)
-    def positions(input_ids):
-        g = input_ids[:, L:]
-        if block_ids: intra = torch.from_numpy(glm_block_ids(np.arange(g.shape[1] + 1) == 0)[1:]).expand(g.shape[0], -1)
-        else: intra = torch.from_numpy(dp.intra(g.tolist())[:, 1:])
-        rows_ = [inter.expand_as(intra), intra] + ([] if layout == 'glm' else [base[:, :intra.shape[1]]])
-        return torch.stack(rows_, 1)
-    gk = dict(max_new_tokens=max_new_tokens or trie.max_len + 1, eos_token_id=sids.eop, pad_token_id=sids.pad,
-              return_dict_in_generate=True, use_cache=True,
-              logits_processor=[TrieLogitsProcessor(trie, L, excl, rows)] if constrain else None)
-    if mode == 'beam':
-        gk.update(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, length_penalty=0.0,
-                                 output_scores=True)
-    else: gk.update(do_sample=mode == 'sample', num_return_sequences=rows, output_logits=True,
-                    **(dict(temperature=temperature) if mode == 'sample' else {}))
-    gk.update(generate_kwargs)
+    positions = _generated_positions(prompts, trie, L, rows, layout, n_new, block_ids)
+    gk = _generate_config(mode, trie, L, sids, excl, rows, constrain, num_beams, max_new_tokens, temperature,
+                          generate_kwargs)
     with torch.no_grad(), torch.random.fork_rng(devices=[]), dynamic_positions(model, positions, L):
         torch.manual_seed(seed)
         # Part A once per prompt, not per beam
         out = model.generate(**inputs, cache=prefill(model, inputs, rows), **gk)
     gen = out.sequences[:, L:]
     scores = (out.sequences_scores if mode == 'beam' else _log_likelihood(out.logits, gen, sids.eop)).tolist()
-    res = []
-    for i, p in enumerate(prompts):
-        best = {}
-        for r in range(i * rows, (i + 1) * rows):
-            g = gen[r].tolist()
-            ended = sids.eop in g
-            toks = tuple(g[:g.index(sids.eop)]) if ended else tuple(g)
-            keys = trie.keys_at(toks) if ended and scores[r] > float('-inf') else []
-            name = (' | '.join(dict.fromkeys(trie.name_of[x] for x in keys)) if keys else
-                    tokenizer.decode(list(toks)).strip() if tokenizer is not None else '')
-            if toks not in best or scores[r] > best[toks].score:
-                best[toks] = Hit(name, keys, scores[r], toks, bool(keys))
-        hits = sorted(best.values(), key=lambda h: -h.score)
-        if valid_only: hits = [h for h in hits if h.valid]
-        if exclude_seen: hits = [h for h in hits if not h.keys or not set(h.keys) <= set(p.seen)]
-        res.append(hits[:k])
+    res = _best_hits(prompts, gen, scores, rows, trie, sids, k, valid_only, exclude_seen, tokenizer)
     return res[0] if single else res
 
 # %% ../nbs/09a_decode.ipynb #f1e3fab3

@@ -116,6 +116,35 @@ def _assign_batch(samples, spans, offs):
     sen = np.where(sen >= 0, sen - sen_base, -1).astype(np.int32)
     return np.split(ent, cut), np.split(sen, cut), np.split(strad, cut)
 
+# %% ../nbs/02a_entities.ipynb #22bb48c3
+def _straddle_cuts(i: int, sample, es: np.ndarray, offs: np.ndarray, st: np.ndarray, cuts: set,
+                   on_straddle: str) -> set:
+    "The char cuts that free sample `i`'s straddling tokens (`st`) from its entity spans `es`; or the error to raise."
+    t = int(np.flatnonzero(st)[0]); a, z = offs[t]; text = sample.text
+    if on_straddle == 'error':
+        k = int(np.flatnonzero((es[:, 0] < z) & (es[:, 1] > a))[0]); ek = sample.entities[k]
+        raise ValueError(f'{_who(i, sample)}: token {text[a:z]!r} (chars {a}:{z}) straddles entity {k} '
+                         f'{text[ek.start:ek.end]!r} ({ek.kind} {ek.key!r}); pass on_straddle="split" to re-tokenize')
+    new = set()
+    for a, z in offs[st]:
+        for b in es[((es > a) & (es < z))].tolist():
+            while b > 0 and text[b - 1].isspace(): b -= 1   # the cut moves left past whitespace: ' Toy' keeps its space
+            if 0 < b < len(text): new.add(b)
+    if not new - cuts: raise RuntimeError(f'{_who(i, sample)}: cannot cut token {text[a:z]!r} off its entity')
+    return new
+
+def _check_entity_tokens(i: int, s, ent: np.ndarray):
+    "Every entity of sample `i` has at least one token, and its tokens are contiguous."
+    cnt = np.bincount(ent[ent >= 0], minlength=len(s.entities))
+    if (cnt == 0).any():
+        k = int(np.flatnonzero(cnt == 0)[0]); ek = s.entities[k]
+        raise ValueError(f'{_who(i, s)}: entity {k} {s.text[ek.start:ek.end]!r} ({ek.kind} {ek.key!r}) maps to no '
+                         'token (it has no non-whitespace character that the tokenizer keeps)')
+    pos, k_ = np.flatnonzero(ent >= 0), ent[ent >= 0]
+    first, last = np.full(len(cnt), len(ent)), np.full(len(cnt), -1)
+    np.minimum.at(first, k_, pos); np.maximum.at(last, k_, pos)
+    if (last - first + 1 != cnt).any(): raise ValueError(f'{_who(i, s)}: the tokens of some entity are not contiguous')
+
 # %% ../nbs/02a_entities.ipynb #ba2fa9f8
 def tokenize_samples(samples: list,        # `TextSample`s (text + entity and sentence char spans)
                      tokenizer,            # the model's own *fast* HF tokenizer (offsets are needed)
@@ -143,20 +172,7 @@ def tokenize_samples(samples: list,        # `TextSample`s (text + entity and se
         for i, e, s, st in zip(todo, e_, s_, st_):
             ent[i], sen[i] = e, s
             if not st.any(): continue
-            t = int(np.flatnonzero(st)[0]); a, z = offs[i][t]; text, es = samples[i].text, spans[i][0]
-            if on_straddle == 'error':
-                k = int(np.flatnonzero((es[:, 0] < z) & (es[:, 1] > a))[0]); ek = samples[i].entities[k]
-                raise ValueError(f'{_who(i, samples[i])}: token {text[a:z]!r} (chars {a}:{z}) straddles entity {k} '
-                                 f'{text[ek.start:ek.end]!r} ({ek.kind} {ek.key!r}); pass on_straddle="split" to '
-                                 f're-tokenize')
-            new = set()
-            for a, z in offs[i][st]:
-                for b in es[((es > a) & (es < z))].tolist():
-                    while b > 0 and text[b - 1].isspace(): b -= 1
-                    if 0 < b < len(text): new.add(b)
-            if not new - cuts[i]:
-                raise RuntimeError(f'{_who(i, samples[i])}: cannot cut token {text[a:z]!r} off its entity')
-            cuts[i] |= new
+            cuts[i] |= _straddle_cuts(i, samples[i], spans[i][0], offs[i], st, cuts[i], on_straddle)
             again.append(i)
         if again:
             new_ids, new_offs = _encode_cut(tokenizer, [samples[i].text for i in again], [cuts[i] for i in again])
@@ -164,17 +180,7 @@ def tokenize_samples(samples: list,        # `TextSample`s (text + entity and se
         todo = again
     out = []
     for i, s in enumerate(samples):
-        cnt = np.bincount(ent[i][ent[i] >= 0], minlength=len(s.entities))
-        if (cnt == 0).any():
-            k = int(np.flatnonzero(cnt == 0)[0]); ek = s.entities[k]
-            raise ValueError(f'{_who(i, s)}: entity {k} {s.text[ek.start:ek.end]!r} ({ek.kind} {ek.key!r}) maps to no '
-                             f'token '
-                             '(it has no non-whitespace character that the tokenizer keeps)')
-        pos, k_ = np.flatnonzero(ent[i] >= 0), ent[i][ent[i] >= 0]
-        first, last = np.full(len(cnt), len(ent[i])), np.full(len(cnt), -1)
-        np.minimum.at(first, k_, pos); np.maximum.at(last, k_, pos)
-        if (last - first + 1 != cnt).any():
-            raise ValueError(f'{_who(i, s)}: the tokens of some entity are not contiguous')
+        _check_entity_tokens(i, s, ent[i])
         out.append(TokenizedSample(ids[i], ent[i], sen[i], offs[i]))
     return out
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from .baselines import Baseline, Budget, _budget, _early_stopped, _threaded
 
 # %% auto #0
@@ -59,56 +60,64 @@ class SASRec(Baseline):
             if len(s): out[k, -len(s):] = s + 1
         return out
 
-    def _examples(self):
-        "Inputs, next items (both padded) and owners of the training windows, from `split.train` (time-ordered)."
-        order = np.argsort(self.tu, kind='stable')
-        bounds = np.flatnonzero(np.diff(self.tu[order])) + 1
-        ins, outs, owners = [], [], []
-        for s, us in zip(np.split(self.ti[order], bounds), np.split(self.tu[order], bounds)):
-            ends = range(len(s), 1, -self.max_len) if self.windows else ([len(s)] if len(s) >= 2 else [])
-            for e in ends:   # windows of max_len next-item steps, from the latest backwards
-                a = max(0, e - self.max_len - 1); ins.append(s[a:e - 1]); outs.append(s[a + 1:e]); owners.append(us[0])
-        owner = np.repeat(np.asarray(owners, np.int64), self.max_len).reshape(len(ins), self.max_len)
-        return self._pad(ins), self._pad(outs), owner
+# %% ../nbs/12b_sasrec.ipynb #1a80f6e7
+@patch
+def _examples(self: SASRec):
+    "Inputs, next items (both padded) and owners of the training windows, from `split.train` (time-ordered)."
+    order = np.argsort(self.tu, kind='stable')
+    bounds = np.flatnonzero(np.diff(self.tu[order])) + 1
+    ins, outs, owners = [], [], []
+    for s, us in zip(np.split(self.ti[order], bounds), np.split(self.tu[order], bounds)):
+        ends = range(len(s), 1, -self.max_len) if self.windows else ([len(s)] if len(s) >= 2 else [])
+        for e in ends:   # windows of max_len next-item steps, from the latest backwards
+            a = max(0, e - self.max_len - 1); ins.append(s[a:e - 1]); outs.append(s[a + 1:e]); owners.append(us[0])
+    owner = np.repeat(np.asarray(owners, np.int64), self.max_len).reshape(len(ins), self.max_len)
+    return self._pad(ins), self._pad(outs), owner
 
-    def _batches(self, lengths, rng):
-        "Shuffled batches of `batch_size` windows, similar lengths together (sorted in chunks of 32 batches)."
-        perm, k = rng.permutation(len(lengths)), self.bs * 32
-        chunks = [c[np.argsort(lengths[c], kind='stable')] for c in np.split(perm, range(k, len(perm), k))]
-        bs = [b for c in chunks for b in np.split(c, range(self.bs, len(c), self.bs))]
-        return [bs[i] for i in rng.permutation(len(bs))]
+@patch
+def _batches(self: SASRec, lengths, rng):
+    "Shuffled batches of `batch_size` windows, similar lengths together (sorted in chunks of 32 batches)."
+    perm, k = rng.permutation(len(lengths)), self.bs * 32
+    chunks = [c[np.argsort(lengths[c], kind='stable')] for c in np.split(perm, range(k, len(perm), k))]
+    bs = [b for c in chunks for b in np.split(c, range(self.bs, len(c), self.bs))]
+    return [bs[i] for i in rng.permutation(len(bs))]
 
-    def _loss(self, h, p, n):
-        "Mean next-item loss over the real positions (`p > 0`) of hidden states `h` [b, L, d]."
-        m = p > 0; h = h[m]
-        if self.loss == 'ce': return F.cross_entropy(h @ self.net.item.weight[1:].T, p[m] - 1)
-        lp, ln = (h * self.net.item(p[m])).sum(-1), (h * self.net.item(n[m])).sum(-1)
-        bce = F.binary_cross_entropy_with_logits
-        return bce(lp, torch.ones_like(lp)) + bce(ln, torch.zeros_like(ln))
+# %% ../nbs/12b_sasrec.ipynb #1cb0fae3
+@patch
+def _loss(self: SASRec, h, p, n):
+    "Mean next-item loss over the real positions (`p > 0`) of hidden states `h` [b, L, d]."
+    m = p > 0; h = h[m]
+    if self.loss == 'ce': return F.cross_entropy(h @ self.net.item.weight[1:].T, p[m] - 1)
+    lp, ln = (h * self.net.item(p[m])).sum(-1), (h * self.net.item(n[m])).sum(-1)
+    bce = F.binary_cross_entropy_with_logits
+    return bce(lp, torch.ones_like(lp)) + bce(ln, torch.zeros_like(ln))
 
-    @_threaded
-    def fit(self, tables, split, seed=0):
-        "Train on the users' training sequences (`split.train`); keep the epoch with the best validation NDCG@10."
-        self._setup(tables, split); torch.manual_seed(seed); rng = np.random.default_rng(seed)
-        inp, pos, owner = self._examples()
-        self.net = _SASNet(self.n_items, self.dim, self.max_len, self.n_blocks, self.n_heads, self.dropout)
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.9, 0.98))
-        def epoch():
-            neg = self._negatives(owner.reshape(-1), rng).reshape(owner.shape) + 1 if self.loss == 'bce' else pos
-            tot = []
-            for b in self._batches((inp > 0).sum(1), rng):
-                c = self.max_len - int((inp[b] > 0).sum(1).max())   # drop the columns of padding in the whole batch
-                x, p, n = (torch.as_tensor(a[b, c:]) for a in (inp, pos, neg))
-                loss = self._loss(self.net(x), p, n)
-                opt.zero_grad(); loss.backward(); opt.step(); tot.append(loss.item())
-            return float(np.mean(tot))
-        return _early_stopped(self, tables, split, epoch, self.budget, self.progress)
+@patch
+@_threaded
+def fit(self: SASRec, tables, split, seed=0):
+    "Train on the users' training sequences (`split.train`); keep the epoch with the best validation NDCG@10."
+    self._setup(tables, split); torch.manual_seed(seed); rng = np.random.default_rng(seed)
+    inp, pos, owner = self._examples()
+    self.net = _SASNet(self.n_items, self.dim, self.max_len, self.n_blocks, self.n_heads, self.dropout)
+    opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, betas=(0.9, 0.98))
+    def epoch():
+        neg = self._negatives(owner.reshape(-1), rng).reshape(owner.shape) + 1 if self.loss == 'bce' else pos
+        tot = []
+        for b in self._batches((inp > 0).sum(1), rng):
+            c = self.max_len - int((inp[b] > 0).sum(1).max())   # drop the columns of padding in the whole batch
+            x, p, n = (torch.as_tensor(a[b, c:]) for a in (inp, pos, neg))
+            loss = self._loss(self.net(x), p, n)
+            opt.zero_grad(); loss.backward(); opt.step(); tot.append(loss.item())
+        return float(np.mean(tot))
+    return _early_stopped(self, tables, split, epoch, self.budget, self.progress)
 
-    @_threaded
-    @torch.no_grad()
-    def score_all(self, users, history=None):
-        "Scores of every item after each user's `history` (item ids, time-ordered; required)."
-        if history is None: raise ValueError('SASRec.score_all needs the users\' histories (item ids, time-ordered)')
-        self.net.eval()
-        h = self.net(torch.as_tensor(self._pad([self.iix(x) for x in history])))[:, -1]
-        return (h @ self.net.item.weight[1:].T).numpy()
+# %% ../nbs/12b_sasrec.ipynb #58d707a7
+@patch
+@_threaded
+@torch.no_grad()
+def score_all(self: SASRec, users, history=None):
+    "Scores of every item after each user's `history` (item ids, time-ordered; required)."
+    if history is None: raise ValueError('SASRec.score_all needs the users\' histories (item ids, time-ordered)')
+    self.net.eval()
+    h = self.net(torch.as_tensor(self._pad([self.iix(x) for x in history])))[:, -1]
+    return (h @ self.net.item.weight[1:].T).numpy()

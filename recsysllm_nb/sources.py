@@ -75,27 +75,23 @@ _VARIANTS = ['Rose', 'Mint', 'Coconut', 'Lavender', 'Citrus', 'Unscented', 'Vani
 _FEATURES = {'scent': ['lovely', 'too strong', 'subtle'], 'texture': ['silky', 'greasy', 'light'],
              'price': ['fair', 'a bit high', 'a bargain'], 'packaging': ['sturdy', 'leaky', 'cute']}
 
-# %% ../nbs/00a_sources.ipynb #e4f4a0a1
-def make_p5_fixture(folder,           # where to write the six files (replaced atomically)
-                    n_users: int = 8,  # users (each with 5-10 time-ordered reviews)
-                    n_items: int = 110, # items (must leave >= 99 untouched per user for the negatives)
-                    seed: int = 0,     # everything is drawn from this seed; same seed, same bytes
-                   ) -> Path:
-    "Write a small synthetic dataset in P5's Amazon file format (all six files, all five task families' fields)."
-    rng = np.random.default_rng(seed)
-    alnum = np.array(list('ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'))
-    reviewers = ['A' + ''.join(rng.choice(alnum, 13)) for _ in range(n_users)]
-    # 2 extra: in meta only, like a full category dump
-    asins = ['B00' + ''.join(rng.choice(alnum, 7)) for _ in range(n_items + 2)]
+# %% ../nbs/00a_sources.ipynb #72b3f95f
+def _fixture_meta(rng, asins: list) -> list:
+    "Product metadata, one dict per asin (title, price, brand, categories), a field missing now and then."
     prods = list(_PRODUCTS)
     meta = []
     for k, a in enumerate(asins):
-        b, p, v = _BRANDS[rng.integers(len(_BRANDS))], prods[rng.integers(len(prods))], _VARIANTS[rng.integers(len(_VARIANTS))]
+        b, p = _BRANDS[rng.integers(len(_BRANDS))], prods[rng.integers(len(prods))]
+        v = _VARIANTS[rng.integers(len(_VARIANTS))]
         m = dict(asin=a, title=f'{b} {p}, {v}, {int(rng.integers(1, 9))} oz', price=round(float(rng.uniform(3, 40)), 2),
                  brand=b, categories=[['Beauty', _PRODUCTS[p], p]])
         if k % 17 == 5: del m['price']     # real metadata misses fields now and then
         if k % 23 == 7: del m['brand']
         meta.append(m)
+    return meta
+
+def _fixture_reviews(rng, n_users: int, n_items: int, reviewers: list, asins: list, meta: list) -> tuple[list, list]:
+    "(reviews, items): each user's 5-10 time-ordered reviews (text, stars, summary, time; often an explanation)."
     reviews, seqs = [], []
     for u in range(n_users):
         n = int(rng.integers(5, 11)); its = rng.choice(n_items, n, replace=False)
@@ -111,6 +107,22 @@ def make_p5_fixture(folder,           # where to write the six files (replaced a
                      reviewTime=pd.Timestamp(int(ts), unit='s').strftime('%m %d, %Y'))
             if rng.random() < 0.6: r.update(explanation=f'the {f} is {adj}', feature=f)
             reviews.append(r)
+    return reviews, seqs
+
+# %% ../nbs/00a_sources.ipynb #e4f4a0a1
+def make_p5_fixture(folder,           # where to write the six files (replaced atomically)
+                    n_users: int = 8,  # users (each with 5-10 time-ordered reviews)
+                    n_items: int = 110, # items (must leave >= 99 untouched per user for the negatives)
+                    seed: int = 0,     # everything is drawn from this seed; same seed, same bytes
+                   ) -> Path:
+    "Write a small synthetic dataset in P5's Amazon file format (all six files, all five task families' fields)."
+    rng = np.random.default_rng(seed)
+    alnum = np.array(list('ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'))
+    reviewers = ['A' + ''.join(rng.choice(alnum, 13)) for _ in range(n_users)]
+    # 2 extra: in meta only, like a full category dump
+    asins = ['B00' + ''.join(rng.choice(alnum, 7)) for _ in range(n_items + 2)]
+    meta = _fixture_meta(rng, asins)
+    reviews, seqs = _fixture_reviews(rng, n_users, n_items, reviewers, asins, meta)
     # P5 numbers items by first appearance over the sequences; items never reviewed come last
     order = list(dict.fromkeys([int(i) for s in seqs for i in s] + list(range(n_items))))
     item2id = {asins[i]: str(k + 1) for k, i in enumerate(order)}

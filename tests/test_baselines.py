@@ -8,8 +8,9 @@ from pathlib import Path
 from recsysllm_nb.data import load_ml100k, leave_one_out
 from recsysllm_nb.sequences import load_sequences
 from recsysllm_nb.metrics import rank_from_scores, rank_excluding_history, ranking_metrics
-from recsysllm_nb.baselines import (RandomScorer, Popularity, MF, BPRMF, SASRec, eval_sequential, eval_direct, eval_rating,
+from recsysllm_nb.baselines import (RandomScorer, Popularity, MF, BPRMF, eval_sequential, eval_direct, eval_rating,
                                     user_histories, direct_candidates, run_baselines, results_table)
+from recsysllm_nb.sasrec import SASRec
 
 REPEATS = Path(__file__).resolve().parents[1] / 'data_samples' / 'repeat_fixture'
 
