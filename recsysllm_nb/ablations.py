@@ -101,14 +101,12 @@ def run_ablations(tables: Tables, split: Split,
     if base_model is not None and base_model in ABLATIONS and base_model not in variants:   # before any training
         raise ValueError(f'base_model {base_model!r} names a variant that is not trained here: pass it in `variants` '
                          f'or give a model folder')
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    tok = demo_tokenizer(out / 'tokenizer') if tokenizer is None else tokenizer
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True); tok = tokenizer or demo_tokenizer(out / 'tokenizer')
     data = training_data(tables, split, tok, users=train_users, seed=seed)
     users = eval_users(split, n_users, seed)
     rows, runs, finals = [], {}, {}
-    ev = lambda m, name, block_ids: evaluate_recsysllm(m, tok, tables, split, users, families, beams, seed, name=name,
-                                                       direct_modes=direct_modes, block_ids=block_ids,
-                                                       progress=progress)[0]
+    ev = lambda m, name, bids: evaluate_recsysllm(m, tok, tables, split, users, families, beams, seed, name=name,
+                                                  direct_modes=direct_modes, block_ids=bids, progress=progress)[0]
     for v in variants:
         mc, block_ids = ABLATIONS[v]
         r = pretrain_with_tasks(tables, split, out / v, tok, steps, size, batch_size, lr, mask_config=mc,

@@ -177,7 +177,8 @@ class Popularity(Baseline):
         self._setup(tables, split)
         self.counts = np.bincount(self.ti, minlength=self.n_items).astype('float64'); self.mu = float(self.tr.mean())
         return self
-    def score_all(self, users, history=None): return np.tile(self.counts, (len(self.uix(users)), 1))   # uix: unknown ids fail
+    def score_all(self, users, history=None):
+        return np.tile(self.counts, (len(self.uix(users)), 1))   # uix: unknown ids fail
     def predict_rating(self, users, items): self.uix(users); return np.full(len(self.iix(items)), self.mu)
 
 # %% ../nbs/12_baselines.ipynb #62fd6ef4

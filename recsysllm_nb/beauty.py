@@ -144,6 +144,18 @@ def pick_baselines(names: str | None = None, progress: bool = True) -> list:
                          f"{[m.name for m in models]}, or 'none'")
     return [by[n] for n in want]
 
+# %% ../nbs/16_beauty.ipynb #6aa0f23e
+def _with_paper(exp: dict, tables, cfg: BenchConfig, p, coll: dict, note, t0: float) -> tuple:
+    "The paper's rows beside ours: head of report.md and fields of results.json, both rewritten; (comparison, results)."
+    comp, bad, rep = comparison_tables(exp['rows'], cfg, p), inconsistent(published_rows(p)), exp['paths']['report']
+    write_atomic(rep, '\n'.join(_report_head(tables, cfg, p, exp['users'], coll, note, comp)) + '\n' + rep.read_text())
+    res = json.loads(exp['paths']['json'].read_text())
+    res.update(paper=p, published=published_rows(p), published_inconsistent=bad, paper_data_note=note,
+               protocol_differences=[d.format(n_items=len(tables.items)) for d in DIFFERENCES] if p else [],
+               comparison={f: t.to_dict('records') for f, t in comp.items()}, wall_s=round(time.perf_counter() - t0, 1))
+    write_atomic(exp['paths']['json'], json.dumps(res, indent=1, default=float))
+    return comp, res
+
 # %% ../nbs/16_beauty.ipynb #ab050928
 def run_bench(folder,                       # folder with sequences.jsonl + items.json (e.g. an Amazon 5-core dataset)
               out=None,                     # report folder (report, results, PNGs, config, model); runs/<folder name>
@@ -181,13 +193,7 @@ def run_bench(folder,                       # folder with sequences.jsonl + item
                  first_loss=round(run['first_loss'], 3), last_loss=round(run['last_loss'], 3),
                  training_prompts=run['n_tasks'], **coll, bench_config=asdict(cfg), stats=st)
     exp = run_experiments(tables, split, m, tok, o, ecfg, extra=extra, baseline_models=baseline_models)
-    comp, bad, rep = comparison_tables(exp['rows'], cfg, p), inconsistent(published_rows(p)), exp['paths']['report']
-    write_atomic(rep, '\n'.join(_report_head(tables, cfg, p, exp['users'], coll, note, comp)) + '\n' + rep.read_text())
-    res = json.loads(exp['paths']['json'].read_text())
-    res.update(paper=p, published=published_rows(p), published_inconsistent=bad, paper_data_note=note,
-               protocol_differences=[d.format(n_items=len(tables.items)) for d in DIFFERENCES] if p else [],
-               comparison={f: t.to_dict('records') for f, t in comp.items()}, wall_s=round(time.perf_counter() - t0, 1))
-    write_atomic(exp['paths']['json'], json.dumps(res, indent=1, default=float))
+    comp, res = _with_paper(exp, tables, cfg, p, coll, note, t0)
     return dict(exp, comparison=comp, bench_config=cfg, paper=p, paper_note=note, collisions=coll, training=run,
                 wall_s=res['wall_s'])
 

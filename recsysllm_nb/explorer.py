@@ -150,6 +150,7 @@ def _table(self: Explorer) -> pd.DataFrame:
                              intra=self.positions[1], role=role, entity=ent, span=span, target=[''] * la + b_out,
                              orig=orig))
 
+# %% ../nbs/14_explorer.ipynb #c1a20d06
 @patch(as_prop=True)
 def split_entities(self: Explorer) -> list:
     ("Indices of the text's entities that the current masking cuts (partly masked, or in two spans): always [] in "

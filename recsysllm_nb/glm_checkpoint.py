@@ -126,6 +126,23 @@ def _config_for(src, config):
     if d.get('model_type') == GLMConfig.model_type: return GLMConfig.from_pretrained(str(folder))
     return GLMConfig(**{k: v for k, v in d.items() if k in _GLM_JSON_FIELDS})
 
+# %% ../nbs/06a_glm_checkpoint.ipynb #fcbb2b50
+def _matched_weights(raw: dict, shapes: dict, tied: bool, dtype, report: GLMLoadReport) -> dict:
+    "The checkpoint's tensors under our names and shapes; what is ignored, unexpected or mis-shaped goes to `report`."
+    sd = {}
+    for k, v in raw.items():
+        name = glm_key(k)
+        if _IGNORED.search(k): report.ignored.append(k)
+        elif name not in shapes: report.unexpected.append(k)
+        elif tuple(v.shape) != shapes[name]: report.mismatched.append((name, tuple(v.shape), shapes[name]))
+        else: sd[name] = v if dtype is None or not v.is_floating_point() else v.to(dtype)
+    if tied and 'lm_head.weight' in sd:       # a saved copy of the tied matrix: fine if it is the same matrix
+        lm, emb = sd.pop('lm_head.weight'), sd.get('glm.word_embeddings.weight')
+        if emb is not None and not torch.equal(lm.to(emb.dtype), emb):
+            report.unexpected.append('lm_head.weight (differs from word_embeddings: use a config with '
+                                     'tie_word_embeddings=False)')
+    return sd
+
 # %% ../nbs/06a_glm_checkpoint.ipynb #9991acc4
 def load_glm_checkpoint(src,                          # state dict, checkpoint file, or folder
                         config: GLMConfig | None = None,  # default: the folder's config.json
@@ -142,18 +159,8 @@ def load_glm_checkpoint(src,                          # state dict, checkpoint f
     report = GLMLoadReport(source=str(src) if not isinstance(src, dict) else 'state dict', origin=origin,
                            hidden_act=act)
     with torch.device('meta'): shapes = {k: tuple(v.shape) for k, v in GLMForCausalLM(config).state_dict().items()}
-    tied, sd = config.tie_word_embeddings, {}
-    for k, v in raw.items():
-        name = glm_key(k)
-        if _IGNORED.search(k): report.ignored.append(k)
-        elif name not in shapes: report.unexpected.append(k)
-        elif tuple(v.shape) != shapes[name]: report.mismatched.append((name, tuple(v.shape), shapes[name]))
-        else: sd[name] = v if dtype is None or not v.is_floating_point() else v.to(dtype)
-    if tied and 'lm_head.weight' in sd:       # a saved copy of the tied matrix: fine if it is the same matrix
-        lm, emb = sd.pop('lm_head.weight'), sd.get('glm.word_embeddings.weight')
-        if emb is not None and not torch.equal(lm.to(emb.dtype), emb):
-            report.unexpected.append('lm_head.weight (differs from word_embeddings: use a config with '
-                                     'tie_word_embeddings=False)')
+    tied = config.tie_word_embeddings
+    sd = _matched_weights(raw, shapes, tied, dtype, report)
     clashed = {k for k, _, _ in report.mismatched}
     report.missing = [k for k in shapes if k not in sd and k not in clashed and not (tied and k == 'lm_head.weight')]
     report.loaded = len(sd)

@@ -159,6 +159,35 @@ def document_span(sample: TokenizedSample, config: MaskConfig, rng: np.random.Ge
         start = past if n - first > hi and past < n and n - past >= lo else first   # ... or past its last when too long
     return np.array([[start, n]], dtype=np.int64)
 
+# %% ../nbs/03_masking.ipynb #581579f7
+def _part_a(ids, ent, n, k, t_off, k_off, owner, s, e, mask_tok) -> tuple:
+    """Part A of the flat batch: per span, the text since the previous span up to and including the span's first token
+    (which becomes its mask token `mask_tok`), then per sample the tail after its last span, gathered with one ragged
+    arange. (part_a, its entities, each span's mask position in its sample, each sample's end in part_a)."""
+    K, B = len(s), len(n)
+    prev = np.empty(K, np.int64); prev[1:] = e[:-1]; prev[k_off] = t_off
+    last = k_off + k - 1
+    spos, tpos = np.arange(K) + owner, (k + 1).cumsum() - 1        # where span segments / tails sit among segments
+    seg_len, seg_from = np.empty(K + B, np.int64), np.empty(K + B, np.int64)
+    seg_len[spos], seg_from[spos] = s - prev + 1, prev
+    seg_len[tpos], seg_from[tpos] = t_off + n - e[last], e[last]
+    seg_off = seg_len.cumsum() - seg_len
+    ia = np.arange(int(seg_len.sum())) + np.repeat(seg_from - seg_off, seg_len)
+    part_a, a_ent = ids[ia], ent[ia]
+    gm = seg_off[spos] + seg_len[spos] - 1                         # each span's mask token in the flat Part A
+    part_a[gm] = mask_tok; a_ent[gm] = -1
+    return part_a, a_ent, gm - seg_off[spos[k_off]][owner], (seg_off + seg_len)[tpos].tolist()
+
+def _part_b(ids, ent, s, e, special_ids) -> tuple:
+    "Part B of every span at once: [sop] + span in, span + [eop] out (one ragged arange); in, entities, out, offsets."
+    lb = e - s + 1; b_off = lb.cumsum() - lb
+    bs = np.repeat(np.arange(len(s)), lb)
+    ib = np.arange(int(lb.sum())) + (s - 1 - b_off)[bs]
+    b_in, b_ent = ids[ib], ent[ib]
+    b_in[b_off] = special_ids.sop; b_ent[b_off] = -1
+    b_out = np.empty_like(b_in); b_out[:-1] = b_in[1:]; b_out[b_off + lb - 1] = special_ids.eop
+    return b_in, b_ent, b_out, b_off, lb, bs
+
 # %% ../nbs/03_masking.ipynb #0fe84a45
 def apply_spans_batch(toks: list,          # list[TokenizedSample]
                       spans: list,         # per sample: int [m_i, 2] token spans, sorted by start, non-overlapping
@@ -167,8 +196,7 @@ def apply_spans_batch(toks: list,          # list[TokenizedSample]
                       orders: list | None = None,  # per sample: Part B order (a permutation of its spans) or None
                       entity_aware: bool = True    # False: entity indices are dropped (-1), as GLM has none
                      ) -> list:            # list[MaskedSample]
-    ("Part A and Part B of a whole batch in one vectorized pass (no per-token Python loop); Part B chronological by "
-     "default.")
+    "Part A and Part B of a whole batch in one vectorized pass (no per-token loop); Part B chronological by default."
     B = len(toks)
     if B == 0: return []
     n = np.array([len(t.input_ids) for t in toks], dtype=np.int64)
@@ -181,35 +209,17 @@ def apply_spans_batch(toks: list,          # list[TokenizedSample]
     K = int(k.sum()); owner = np.repeat(np.arange(B), k)          # sample of each span
     S = np.concatenate(spans).astype(np.int64, copy=False).reshape(K, 2) + t_off[owner, None]
     s, e = S[:, 0], S[:, 1]
-    # Part A = per span, the text since the previous span up to and including the span's first token (which becomes
-    # the mask token), then per sample the tail after its last span; gathered with one ragged arange
-    prev = np.empty(K, np.int64); prev[1:] = e[:-1]; prev[k_off] = t_off
-    last = k_off + k - 1
-    spos, tpos = np.arange(K) + owner, (k + 1).cumsum() - 1        # where span segments / tails sit among segments
-    seg_len, seg_from = np.empty(K + B, np.int64), np.empty(K + B, np.int64)
-    seg_len[spos], seg_from[spos] = s - prev + 1, prev
-    seg_len[tpos], seg_from[tpos] = t_off + n - e[last], e[last]
-    seg_off = seg_len.cumsum() - seg_len
-    ia = np.arange(int(seg_len.sum())) + np.repeat(seg_from - seg_off, seg_len)
-    part_a, a_ent = ids[ia], ent[ia]
-    gm = seg_off[spos] + seg_len[spos] - 1                         # each span's mask token in the flat Part A
     mask_ids = np.array([(special_ids.mask, special_ids.smask, special_ids.gmask)[LEVELS.index(l)] for l in levels])
-    part_a[gm] = mask_ids[owner]; a_ent[gm] = -1
-    mask_pos = gm - seg_off[spos[k_off]][owner]
+    part_a, a_ent, mask_pos, a_end = _part_a(ids, ent, n, k, t_off, k_off, owner, s, e, mask_ids[owner])
     if orders is not None:                                         # Part B order: a permutation inside each sample
         O = np.concatenate([np.arange(m) if o is None else np.asarray(o, dtype=np.int64)
                             for o, m in zip(orders, k.tolist())]) + k_off[owner]
         S, s, e, mask_pos = S[O], s[O], e[O], mask_pos[O]
-    # Part B = per span [sop] + span (in) and span + [eop] (out): one more ragged arange
-    lb = e - s + 1; b_off = lb.cumsum() - lb
-    bs = np.repeat(np.arange(K), lb)
-    ib = np.arange(int(lb.sum())) + (s - 1 - b_off)[bs]
-    b_in, b_ent = ids[ib], ent[ib]
-    b_in[b_off] = special_ids.sop; b_ent[b_off] = -1
-    b_out = np.empty_like(b_in); b_out[:-1] = b_in[1:]; b_out[b_off + lb - 1] = special_ids.eop
+    b_in, b_ent, b_out, b_off, lb, bs = _part_b(ids, ent, s, e, special_ids)
     b_span = bs - k_off[owner][bs]
     local = S - t_off[owner, None]
-    a_end, b_beg, b_end = (seg_off + seg_len)[tpos].tolist(), b_off[k_off].tolist(), (b_off + lb)[last].tolist()
+    last = k_off + k - 1
+    b_beg, b_end = b_off[k_off].tolist(), (b_off + lb)[last].tolist()
     out, a0 = [], 0
     for i, (k0, k1) in enumerate(zip(k_off.tolist(), (k_off + k).tolist())):   # one cheap slice per sample and field
         a1, b0, b1 = a_end[i], b_beg[i], b_end[i]
