@@ -12,7 +12,7 @@ from .data import Tables, Split
 from .textualize import item_names
 from .tokenizer import special_ids
 from .collate import assemble_batch
-from .tasks import FAMILIES, TEMPLATES, build_tasks, family_support, for_candidate
+from .tasks import FAMILIES, TEMPLATES, build_tasks, family_support, for_candidate, _rng
 from .task_infilling import to_masked_batch
 from .trie import EntityTrie
 from .decode import Prompt, generate_entities, rank_candidates
@@ -58,8 +58,7 @@ def eval_prompts(tables: Tables, split: Split, users,   # the users evaluated (s
     for t in ts: groups.setdefault((t.family, 'seen' if t.seen else 'unseen', _mode(t), t.user_id), []).append(t)
     out = {}
     for (f, ps, mode, u), g in groups.items():
-        pick = g[int(np.random.default_rng([seed, len(f), len(mode),
-                                            int(ps == 'seen')] + [ord(c) for c in u]).integers(len(g)))]
+        pick = g[int(_rng(seed, 'eval', f, ps, mode, u).integers(len(g)))]   # the tasks' per-user stream rule
         out.setdefault((f, ps, mode), []).append(pick)
     return out
 
