@@ -12,13 +12,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .data import Tables, Split
 from .tasks import family_support
 from .metrics import ranking_metrics, rating_metrics
 
 # %% auto #0
 __all__ = ['PARTS', 'EVALS', 'user_histories', 'torch_threads', 'Baseline', 'eval_sequential', 'direct_candidates', 'eval_direct',
-           'eval_rating', 'RandomScorer', 'Popularity', 'MF', 'Budget', 'BPRMF', 'default_baselines', 'run_baselines',
+           'eval_rating', 'RandomScorer', 'Popularity', 'Budget', 'MF', 'BPRMF', 'default_baselines', 'run_baselines',
            'results_table', 'plot_baselines']
 
 # %% ../nbs/12_baselines.ipynb #84294205
@@ -72,37 +73,44 @@ class Baseline:
 
     def _ix(self, index, ids, what):
         ix = index.get_indexer(pd.Index(list(ids)))
-        if (ix < 0).any(): raise KeyError(f'{self.name}: unknown {what} id {list(ids)[int(np.flatnonzero(ix < 0)[0])]!r}')
+        if (ix < 0).any():
+            raise KeyError(f'{self.name}: unknown {what} id {list(ids)[int(np.flatnonzero(ix < 0)[0])]!r}')
         return ix
 
     def uix(self, ids): "Row numbers of user ids."; return self._ix(self.users, ids, 'user')
     def iix(self, ids): "Column numbers of item ids."; return self._ix(self.items, ids, 'item')
 
-    def score_all(self, users, history=None) -> np.ndarray:
-        "Scores [len(users), n_items] (higher = better), columns in the order of `tables.items`."
-        raise NotImplementedError(f'{self.name} does not rank items')
-
-    def score_candidates(self, users, candidates, history=None) -> np.ndarray:
-        "Scores [len(users), n_candidates] of each user's candidate item ids (rows of equal length)."
-        rows = [list(c) for c in candidates]
-        if len({len(c) for c in rows}) > 1: raise ValueError(f'{self.name}.score_candidates: candidate lists must have equal lengths')
-        cand = self.iix([c for r in rows for c in r]).reshape(len(rows), -1)
-        return np.take_along_axis(self.score_all(users, history), cand, 1)
-
-    def predict_rating(self, users, items) -> np.ndarray:
-        "Predicted ratings, one per (user, item) pair."
-        raise NotImplementedError(f'{self.name} does not predict ratings')
-
-    def _negatives(self, u, rng):
-        "One uniform item per entry of `u` that the user did not consume in training (rejection sampling, vectorized)."
-        j = rng.integers(0, self.n_items, len(u))
-        for _ in range(100):
-            bad = np.isin(u * self.n_items + j, self.seen_pairs)
-            if not bad.any(): break
-            j[bad] = rng.integers(0, self.n_items, int(bad.sum()))
-        return j
-
     def __repr__(self): return f'{type(self).__name__}({self.name})'
+
+# %% ../nbs/12_baselines.ipynb #e25c6fb5
+@patch
+def score_all(self: Baseline, users, history=None) -> np.ndarray:
+    "Scores [len(users), n_items] (higher = better), columns in the order of `tables.items`."
+    raise NotImplementedError(f'{self.name} does not rank items')
+
+@patch
+def score_candidates(self: Baseline, users, candidates, history=None) -> np.ndarray:
+    "Scores [len(users), n_candidates] of each user's candidate item ids (rows of equal length)."
+    rows = [list(c) for c in candidates]
+    if len({len(c) for c in rows}) > 1:
+        raise ValueError(f'{self.name}.score_candidates: candidate lists must have equal lengths')
+    cand = self.iix([c for r in rows for c in r]).reshape(len(rows), -1)
+    return np.take_along_axis(self.score_all(users, history), cand, 1)
+
+@patch
+def predict_rating(self: Baseline, users, items) -> np.ndarray:
+    "Predicted ratings, one per (user, item) pair."
+    raise NotImplementedError(f'{self.name} does not predict ratings')
+
+@patch
+def _negatives(self: Baseline, u, rng):
+    "One uniform item per entry of `u` that the user did not consume in training (rejection sampling, vectorized)."
+    j = rng.integers(0, self.n_items, len(u))
+    for _ in range(100):
+        bad = np.isin(u * self.n_items + j, self.seen_pairs)
+        if not bad.any(): break
+        j[bad] = rng.integers(0, self.n_items, int(bad.sum()))
+    return j
 
 # %% ../nbs/12_baselines.ipynb #438981e7
 from .metrics import rank_excluding_history, repeated_targets   # the one rule for history items (11_metrics)
@@ -113,13 +121,15 @@ def eval_sequential(model, tables: Tables, split: Split,
                     ties: str = 'random', seed: int = 0,  # tie-break (see `rank_from_scores`)
                     batch_size: int = 1024,         # users scored at once
                    ) -> dict:
-    "Full-ranking HR@k / NDCG@k of `model.score_all` on `part` (history excluded), `n`, `n_repeated`, `seconds`, `users_per_s`."
+    ("Full-ranking HR@k / NDCG@k of `model.score_all` on `part` (history excluded), `n`, `n_repeated`, `seconds`, "
+     "`users_per_s`.")
     rows = _rows(split, part)
     users, pos = rows['user_id'].tolist(), rows['item_id'].tolist()
     hist = user_histories(split, users, part)
     items = tables.items['item_id'].to_numpy(dtype=object)
     target = pd.Index(items).get_indexer(pos)
-    if (target < 0).any(): raise KeyError(f'{part} item {pos[int(np.flatnonzero(target < 0)[0])]!r} is not in tables.items')
+    if (target < 0).any():
+        raise KeyError(f'{part} item {pos[int(np.flatnonzero(target < 0)[0])]!r} is not in tables.items')
     tie_u = np.random.default_rng(seed).random(len(users))
     t0, ranks = time.perf_counter(), []
     for lo in range(0, len(users), batch_size):
@@ -135,14 +145,16 @@ def direct_candidates(split: Split, part: str = 'test') -> tuple[list, list]:
     rows = _rows(split, part)
     neg = split.negatives.set_index('user_id')['items']
     missing = ~rows['user_id'].isin(neg.index)
-    if missing.any(): raise KeyError(f"user {rows['user_id'][missing].iat[0]!r} of {part} has no saved negatives in split.negatives")
+    if missing.any():
+        raise KeyError(f"user {rows['user_id'][missing].iat[0]!r} of {part} has no saved negatives in split.negatives")
     users = rows['user_id'].tolist()
     return users, [[p] + list(neg[u]) for u, p in zip(users, rows['item_id'])]
 
 # %% ../nbs/12_baselines.ipynb #e603831a
 def eval_direct(model, tables: Tables, split: Split,
                 part: str = 'test', ks=(1, 5, 10), ties: str = 'random', seed: int = 0) -> dict:
-    "HR@k / NDCG@k of `model.score_candidates` over [positive] + 99 saved negatives (history excluded), as `eval_sequential`."
+    ("HR@k / NDCG@k of `model.score_candidates` over [positive] + 99 saved negatives (history excluded), as "
+     "`eval_sequential`.")
     users, cands = direct_candidates(split, part)
     hist = user_histories(split, users, part)
     t0 = time.perf_counter()
@@ -153,7 +165,8 @@ def eval_direct(model, tables: Tables, split: Split,
             'seconds': dt, 'users_per_s': len(users) / dt}
 
 def eval_rating(model, tables: Tables, split: Split, part: str = 'test', fallback: float | None = None) -> dict:
-    "RMSE / MAE of `model.predict_rating` on `part`'s rows; range = training min..max, fallback = training mean by default."
+    ("RMSE / MAE of `model.predict_rating` on `part`'s rows; range = training min..max, fallback = training mean by "
+     "default.")
     rows = _rows(split, part)
     r = split.train['rating']
     fb = float(r.mean()) if fallback is None else fallback
@@ -181,56 +194,14 @@ class Popularity(Baseline):
         return np.tile(self.counts, (len(self.uix(users)), 1))   # uix: unknown ids fail
     def predict_rating(self, users, items): self.uix(users); return np.full(len(self.iix(items)), self.mu)
 
-# %% ../nbs/12_baselines.ipynb #62fd6ef4
-class MF(Baseline):
-    "Biased matrix factorization on explicit ratings (Adam, L2), early-stopped on validation RMSE."
-    name, tasks = 'MF', ('rating',)
-    def __init__(self, dim=32, epochs=30, lr=0.01, reg=0.1, batch_size=1024, patience=3, progress=True, threads=1):
-        self.dim, self.epochs, self.lr, self.reg, self.bs, self.patience, self.progress = dim, epochs, lr, reg, batch_size, patience, progress
-        self.threads = threads
-
-    @_threaded
-    def fit(self, tables, split, seed=0):
-        "Train on `split.train` ratings; keep the epoch with the lowest RMSE on `split.valid`."
-        self._setup(tables, split); torch.manual_seed(seed); rng = np.random.default_rng(seed)
-        self.mu = float(self.tr.mean())
-        self.P, self.Q = nn.Embedding(self.n_users, self.dim), nn.Embedding(self.n_items, self.dim)
-        self.bu, self.bi = nn.Embedding(self.n_users, 1), nn.Embedding(self.n_items, 1)
-        for e in (self.P, self.Q): nn.init.normal_(e.weight, std=0.1)
-        for e in (self.bu, self.bi): nn.init.zeros_(e.weight)
-        mods = [self.P, self.Q, self.bu, self.bi]
-        opt = torch.optim.Adam([p for m in mods for p in m.parameters()], lr=self.lr)
-        u, i, r = map(torch.as_tensor, (self.tu, self.ti, self.tr.astype('float32')))
-        best, best_state, bad, self.history_ = np.inf, None, 0, []
-        for ep in (bar := tqdm(range(self.epochs), desc='MF', disable=not self.progress)):
-            for b in torch.as_tensor(rng.permutation(len(u))).split(self.bs):
-                pu, qi = self.P(u[b]), self.Q(i[b])
-                pred = self.mu + self.bu(u[b])[:, 0] + self.bi(i[b])[:, 0] + (pu * qi).sum(1)
-                loss = F.mse_loss(pred, r[b]) + self.reg * ((pu ** 2).sum(1) + (qi ** 2).sum(1)).mean()
-                opt.zero_grad(); loss.backward(); opt.step()
-            v = eval_rating(self, tables, split, 'valid')['RMSE']; self.history_.append(v); bar.set_postfix(valid_rmse=f'{v:.4f}')
-            if v < best: best, bad, best_state = v, 0, copy.deepcopy([m.state_dict() for m in mods])
-            else:
-                bad += 1
-                if bad >= self.patience: break
-        for m, s in zip(mods, best_state): m.load_state_dict(s)
-        self.best_valid_ = best
-        return self
-
-    @_threaded
-    @torch.no_grad()
-    def predict_rating(self, users, items):
-        u, i = torch.as_tensor(self.uix(users)), torch.as_tensor(self.iix(items))
-        return (self.mu + self.bu(u)[:, 0] + self.bi(i)[:, 0] + (self.P(u) * self.Q(i)).sum(1)).numpy().astype('float64')
-
 # %% ../nbs/12_baselines.ipynb #3b1d9a21
 from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class Budget:
-    "How long a ranking baseline trains, early-stopped on validation NDCG@10."
+    "How long a trained baseline runs, early-stopped on a validation figure (NDCG@10; MF: RMSE)."
     epochs: int = 200      # at most this many epochs (SASRec's authors: 200)
-    patience: int = 10     # stop after this many evaluations without a better validation NDCG@10 (RecBole: 10)
+    patience: int = 10     # stop after this many evaluations without a better validation figure (RecBole: 10)
     eval_every: int = 1    # epochs between evaluations (the last epoch is always evaluated)
     def __post_init__(self):
         for k, v in vars(self).items():
@@ -241,21 +212,65 @@ def _budget(budget, **over) -> Budget:
     "`budget` (default `Budget()`) with the fields given in `over` (None: kept)."
     return replace(budget or Budget(), **{k: v for k, v in over.items() if v is not None})
 
-def _early_stopped(model, tables, split, epoch, budget: Budget, progress: bool = True):
-    "Call `epoch()` (it returns the mean loss) under `budget`; keep `model.net`'s state of the best validation NDCG@10."
-    best, state, bad, model.history_, t0 = -1.0, None, 0, [], time.perf_counter()
+def _valid(model, tables, split, metric: str) -> float:
+    "The validation figure early stopping watches: NDCG@10 (full ranking, history excluded) or RMSE (ratings)."
+    if metric == 'RMSE': return eval_rating(model, tables, split, 'valid')['RMSE']
+    return eval_sequential(model, tables, split, 'valid', ks=(10,))['NDCG@10']
+
+def _early_stopped(model, tables, split, epoch, budget: Budget, progress: bool = True, metric: str = 'NDCG@10'):
+    "Call `epoch()` (it returns the mean loss) under `budget`; keep `model.net`'s state of the best validation `metric`."
+    sign = -1.0 if metric == 'RMSE' else 1.0   # RMSE: lower is better
+    best, state, bad, model.history_, t0 = -np.inf, None, 0, [], time.perf_counter()
     for ep in (bar := tqdm(range(budget.epochs), desc=model.name, disable=not progress)):
         model.net.train(); loss = epoch()
         if (ep + 1) % budget.eval_every and ep + 1 < budget.epochs: continue
-        model.net.eval(); v = eval_sequential(model, tables, split, 'valid', ks=(10,))['NDCG@10']
+        model.net.eval(); v = _valid(model, tables, split, metric)
         model.history_.append((ep + 1, loss, v))
-        if v > best: best, bad, state, model.best_epoch_ = v, 0, copy.deepcopy(model.net.state_dict()), ep + 1
+        if sign * v > best: best, bad, state, model.best_epoch_ = sign * v, 0, copy.deepcopy(model.net.state_dict()), ep + 1
         else: bad += 1
-        bar.set_postfix(loss=f'{loss:.4f}', valid_ndcg10=f'{v:.4f}', best=f'{best:.4f}@{model.best_epoch_}')
+        bar.set_postfix(loss=f'{loss:.4f}', **{f'valid_{metric.lower()}': f'{v:.4f}'},
+                        best=f'{sign * best:.4f}@{model.best_epoch_}')
         if bad >= budget.patience: break
     model.net.load_state_dict(state); model.net.eval()
-    model.best_valid_, model.epochs_, model.fit_seconds_ = best, ep + 1, time.perf_counter() - t0
+    model.best_valid_, model.epochs_, model.fit_seconds_ = sign * best, ep + 1, time.perf_counter() - t0
     return model
+
+# %% ../nbs/12_baselines.ipynb #62fd6ef4
+class MF(Baseline):
+    "Biased matrix factorization on explicit ratings (Adam, L2), early-stopped on validation RMSE."
+    name, tasks = 'MF', ('rating',)
+    def __init__(self, dim=32, epochs=30, lr=0.01, reg=0.1, batch_size=1024, patience=3, progress=True, threads=1):
+        self.dim, self.lr, self.reg, self.bs, self.progress, self.threads = dim, lr, reg, batch_size, progress, threads
+        self.budget = Budget(epochs=epochs, patience=patience)
+
+    @_threaded
+    def fit(self, tables, split, seed=0):
+        "Train on `split.train` ratings; keep the epoch with the lowest RMSE on `split.valid`."
+        self._setup(tables, split); torch.manual_seed(seed); rng = np.random.default_rng(seed)
+        self.mu = float(self.tr.mean())
+        self.net = nn.ModuleDict(dict(P=nn.Embedding(self.n_users, self.dim), Q=nn.Embedding(self.n_items, self.dim),
+                                      bu=nn.Embedding(self.n_users, 1), bi=nn.Embedding(self.n_items, 1)))
+        for k, e in self.net.items(): (nn.init.normal_(e.weight, std=0.1) if k in 'PQ' else nn.init.zeros_(e.weight))
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        u, i, r = map(torch.as_tensor, (self.tu, self.ti, self.tr.astype('float32')))
+        def epoch():
+            tot = []
+            for b in torch.as_tensor(rng.permutation(len(u))).split(self.bs):
+                pu, qi = self.net['P'](u[b]), self.net['Q'](i[b])
+                loss = F.mse_loss(self._rating(u[b], i[b], pu, qi), r[b]) + self.reg * ((pu ** 2).sum(1) + (qi ** 2).sum(1)).mean()
+                opt.zero_grad(); loss.backward(); opt.step(); tot.append(loss.item())
+            return float(np.mean(tot))
+        return _early_stopped(self, tables, split, epoch, self.budget, self.progress, metric='RMSE')
+
+    def _rating(self, u, i, pu, qi):
+        "mu + b_u + b_i + p_u . q_i for index tensors `u`, `i` and their factors `pu`, `qi`."
+        return self.mu + self.net['bu'](u)[:, 0] + self.net['bi'](i)[:, 0] + (pu * qi).sum(1)
+
+    @_threaded
+    @torch.no_grad()
+    def predict_rating(self, users, items):
+        u, i = torch.as_tensor(self.uix(users)), torch.as_tensor(self.iix(items))
+        return self._rating(u, i, self.net['P'](u), self.net['Q'](i)).numpy().astype('float64')
 
 # %% ../nbs/12_baselines.ipynb #0a4d8878
 class BPRMF(Baseline):
