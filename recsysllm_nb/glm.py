@@ -51,12 +51,10 @@ class GLMConfig(PreTrainedConfig):
         for name, ok in (('position_encoding', ('learned', 'rotary2d')), ('hidden_act', ('gelu_tanh', 'gelu'))):
             if (v := getattr(self, name)) not in ok:
                 raise ValueError(f'GLMConfig: {name} must be one of {ok}, got {v!r}')
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f'GLMConfig: hidden_size {self.hidden_size} is not a multiple of num_attention_heads '
-                             f'{self.num_attention_heads}')
-        if self.position_encoding == 'rotary2d' and self.head_dim % 4:
-            raise ValueError(f'GLMConfig: rotary2d rotates two halves of each head in pairs, so the head size must '
-                             f'divide by 4; got {self.head_dim}')
+        if self.hidden_size % (n := self.num_attention_heads):
+            raise ValueError(f'GLMConfig: hidden_size {self.hidden_size} is not a multiple of num_attention_heads {n}')
+        if self.position_encoding == 'rotary2d' and self.head_dim % 4:   # it rotates two halves of a head in pairs
+            raise ValueError(f'GLMConfig: rotary2d needs the head size to divide by 4; got {self.head_dim}')
         super().__post_init__(**kwargs)
 
     @property
@@ -164,9 +162,21 @@ class GLMStack(nn.Module):
         if config.position_encoding == 'learned':
             self.position_embeddings = nn.Embedding(config.max_sequence_length + 1, config.hidden_size)
             self.block_position_embeddings = nn.Embedding(config.max_sequence_length + 1, config.hidden_size)
+        self.rotary = (config.head_dim, config.rotary_base) if config.position_encoding == 'rotary2d' else None
+        self.max_position = config.max_sequence_length
         self.embedding_dropout = nn.Dropout(config.embedding_dropout_prob)
         self.layers = nn.ModuleList(GLMBlock(config, i) for i in range(config.num_layers))
         self.final_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
+
+    def add_positions(self, x, inter, intra):
+        "(x + both learned position tables, None), ids checked against the tables; rotary: (x, its (cos, sin))."
+        if self.rotary: return x, rotary2d_cos_sin(torch.stack([inter, intra], 1), *self.rotary, x.dtype)
+        if inter.numel() and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            lo, hi = int(torch.minimum(inter.min(), intra.min())), int(torch.maximum(inter.max(), intra.max()))
+            if lo < 0 or hi > self.max_position:   # a clear error instead of an index error
+                raise ValueError(f'GLM: position ids must lie in [0, {self.max_position}] (max_sequence_length); '
+                                 f'got {lo}..{hi}')
+        return x + self.position_embeddings(inter) + self.block_position_embeddings(intra), None
 
 # %% ../nbs/06_glm.ipynb #3c7ca231
 class GLMPreTrainedModel(PreTrainedModel):
@@ -194,14 +204,6 @@ class GLMModel(GLMPreTrainedModel):
         self.transformer = GLMStack(config)
         self.post_init()
 
-    def _check_positions(self, inter, intra):
-        "Clear error instead of an index error when a position id falls outside the learned tables."
-        if inter.numel() == 0 or torch.jit.is_tracing() or torch.compiler.is_compiling(): return
-        lo, hi = int(torch.minimum(inter.min(), intra.min())), int(torch.maximum(inter.max(), intra.max()))
-        if lo < 0 or hi > self.config.max_sequence_length:
-            raise ValueError(f'GLM: position ids must lie in [0, {self.config.max_sequence_length}] (max_sequence_length); '
-                             f'got {lo}..{hi}')
-
     @deprecate_kwarg('past_key_values', '5.40.0', new_name='cache')
     def forward(self, input_ids=None,       # int [b, l]
                 position_ids=None,          # int [b, 2, l] (inter, intra), [b, l] (inter only) or None (0, 1, 2, ...)
@@ -211,24 +213,22 @@ class GLMModel(GLMPreTrainedModel):
                 use_cache=None,             # default: config.use_cache when not training
                 inputs_embeds=None,         # [b, l, hidden] instead of input_ids
                 **kwargs) -> BaseModelOutputWithPast:
-        if (input_ids is None) == (inputs_embeds is None): raise ValueError('GLM: pass exactly one of input_ids, inputs_embeds')
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError('GLM: pass exactly one of input_ids, inputs_embeds')
         x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         b, l, device = x.shape[0], x.shape[1], x.device
         use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
         if use_cache and cache is None: cache = DynamicCache(config=self.config)
         past = cache.get_seq_length() if cache is not None else 0
         inter, intra = position_rows(position_ids, b, l, past, device).unbind(1)
-        rope = None
-        if self.config.position_encoding == 'learned':
-            self._check_positions(inter, intra)
-            x = x + self.transformer.position_embeddings(inter) + self.transformer.block_position_embeddings(intra)
-        else: rope = rotary2d_cos_sin(torch.stack([inter, intra], 1), self.config.head_dim, self.config.rotary_base, x.dtype)
+        x, rope = self.transformer.add_positions(x, inter, intra)
         keep = prefix_attention(attention_mask, prefix_len, b, l, past, device)
         if keep.dtype != torch.bool: raise ValueError('GLM: a 4-D attention_mask must be bool (True = attend)')
         mask = torch.zeros(keep.shape, dtype=x.dtype, device=device).masked_fill_(~keep, torch.finfo(x.dtype).min)
         x = self.transformer.embedding_dropout(x)
         for layer in self.transformer.layers: x = layer(x, mask, rope, cache=cache)
-        return BaseModelOutputWithPast(last_hidden_state=self.transformer.final_layernorm(x), cache=cache if use_cache else None)
+        x = self.transformer.final_layernorm(x)
+        return BaseModelOutputWithPast(last_hidden_state=x, cache=cache if use_cache else None)
 
 # %% ../nbs/06_glm.ipynb #1b7b3dcf
 def glm_loss(logits: torch.Tensor,       # [b, l, vocab]
