@@ -25,8 +25,8 @@ DEMO_MODEL = 'runs/decode_demo/final'   # where this notebook saves its model an
 
 FIRST = ('no trained model in {path}. Train one first, for example by running the decode demo:\n'
          '    nbdev_test --path nbs/09b_recommend.ipynb          (saves runs/decode_demo/final)\n'
-         "or in Python:  from recsysllm_nb.train import pretrain_demo; pretrain_demo('runs/decode_demo', steps=60, "
-         "size='tiny')\n"
+         'or in Python:  from recsysllm_nb.from_scratch import pretrain_demo\n'
+         "               pretrain_demo('runs/decode_demo', steps=60, size='tiny')\n"
          'then:  recsysllm_recommend 1 --model runs/decode_demo/final')
 
 def load_model(path=DEMO_MODEL,  # folder of a saved model (`save_pretrained`): GLM, adapter or any causal LM

@@ -28,15 +28,30 @@ from .collate import RecCollator, RecDataset
 
 # %% auto #0
 __all__ = ['MixedDataset', 'EpochCallback', 'StopAtStep', 'TrainConfig', 'cpu_processes', 'training_args', 'load_tokenizer',
-           'text_corpora', 'text_sources', 'TrainResult', 'merged_lora', 'train', 'plot_losses', 'pretrain_demo',
-           'recsysllm_train']
+           'text_corpora', 'text_sources', 'TrainResult', 'merged_lora', 'train', 'plot_losses', 'recsysllm_train']
 
 # %% ../nbs/08_train.ipynb #46160a8a
+def _mix_weights(names, sizes, weights) -> np.ndarray:
+    "The weights of the sources `names` (of `sizes` items), normalised to sum to 1, with clear errors for bad ones."
+    if weights is None: w = sizes.astype(float)
+    elif isinstance(weights, Mapping):
+        given = {str(k): v for k, v in weights.items()}
+        if set(given) != set(names):
+            raise ValueError(f'MixedDataset: weights name {sorted(given)}, sources are {names}')
+        w = np.array([float(given[n]) for n in names])
+    else: w = np.asarray(weights, dtype=float)
+    if w.shape != sizes.shape or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f'MixedDataset: weights must be {len(sizes)} non-negative numbers, not all zero; '
+                         f'got {list(w)}')
+    return w / w.sum()
+
+
+# %% ../nbs/08_train.ipynb #719e8d89
 class MixedDataset(Dataset):
-    "Several sample sources mixed into one stream with given weights; which source and item fill each position is drawn once under `seed`."
+    "Sources mixed into one stream by weight; the source and item at each position are drawn once under `seed`."
     def __init__(self,
                  sources,                    # dict name -> dataset (or a list: names '0', '1', ...); items are dicts
-                 weights=None,               # dict name -> weight, or a list; default: proportional to the sources' lengths
+                 weights=None,               # dict name -> weight, or a list; default: the sources' lengths
                  length: int | None = None,  # length of the stream; default: the sources' total length
                  seed: int = 0):             # seed of the draw
         if not isinstance(sources, Mapping): sources = {str(i): s for i, s in enumerate(sources)}
@@ -44,22 +59,15 @@ class MixedDataset(Dataset):
         if not self.sources: raise ValueError('MixedDataset: no sources')
         sizes = np.array([len(s) for s in self.sources], dtype=np.int64)
         if (sizes == 0).any(): raise ValueError(f'MixedDataset: source {self.names[int(np.argmin(sizes))]!r} is empty')
-        if weights is None: w = sizes.astype(float)
-        elif isinstance(weights, Mapping):
-            missing, extra = set(self.names) - set(map(str, weights)), set(map(str, weights)) - set(self.names)
-            if missing or extra: raise ValueError(f'MixedDataset: weights name {sorted(map(str, weights))}, sources are {self.names}')
-            w = np.array([float({str(k): v for k, v in weights.items()}[n]) for n in self.names])
-        else: w = np.asarray(weights, dtype=float)
-        if w.shape != sizes.shape or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f'MixedDataset: weights must be {len(sizes)} non-negative numbers, not all zero; got {list(w)}')
-        self.weights, self.seed = w / w.sum(), seed
+        self.weights, self.seed = _mix_weights(self.names, sizes, weights), seed
         n = int(sizes.sum()) if length is None else int(length)
         rng = np.random.default_rng(seed)
         self.source = rng.choice(len(sizes), size=n, p=self.weights).astype(np.int64)
         self.index = np.zeros(n, dtype=np.int64)
         for k, size in enumerate(sizes):
             pos = np.flatnonzero(self.source == k)
-            if len(pos): self.index[pos] = np.concatenate([rng.permutation(size) for _ in range(-(-len(pos) // size))])[:len(pos)]
+            passes = -(-len(pos) // size)   # as many shuffled passes over the source as the stream needs
+            if len(pos): self.index[pos] = np.concatenate([rng.permutation(size) for _ in range(passes)])[:len(pos)]
 
     def __len__(self): return len(self.source)
     def counts(self) -> dict:
@@ -69,7 +77,8 @@ class MixedDataset(Dataset):
         k, j = int(self.source[i]), int(self.index[i])
         item = self.sources[k][j]
         if not isinstance(item, Mapping):
-            raise TypeError(f'MixedDataset: item {j} of source {self.names[k]!r} is a {type(item).__name__}, expected a dict')
+            raise TypeError(f'MixedDataset: item {j} of source {self.names[k]!r} is a {type(item).__name__}, '
+                            f'expected a dict')
         return {**item, 'idx': int(i)}
 
 # %% ../nbs/08_train.ipynb #4e515534
@@ -87,19 +96,26 @@ class StopAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= self.step: control.should_save = control.should_training_stop = True
 
+# %% ../nbs/08_train.ipynb #bcc78c7e
+def _check_train_config(cfg):
+    "Clear errors for a bad `TrainConfig`; its two weight sequences as tuples (a JSON or command-line list works too)."
+    if cfg.model not in MODEL_KINDS and cfg.model_path is None:
+        raise ValueError(f'TrainConfig.model must be one of {MODEL_KINDS}, got {cfg.model!r}')
+    if cfg.qlora and cfg.lora_rank < 1: raise ValueError('TrainConfig: qlora trains LoRA adapters: set lora_rank >= 1')
+    if cfg.steps < 1: raise ValueError(f'TrainConfig.steps must be >= 1, got {cfg.steps}')
+    cfg.level_probs, cfg.mix = tuple(cfg.level_probs), tuple(cfg.mix)
+
+
 # %% ../nbs/08_train.ipynb #f67d2c7a
 @dataclass
 class TrainConfig:
     "Everything a training run needs; the command line `recsysllm_train` takes the same names."
     model: str = 'glm'              # model family: glm | llama | qwen2 | gpt2
     size: str = 'tiny'              # size preset: tiny | small | base | 1b (see SIZES)
-    # local checkpoint or registered pre-trained LLM (e.g. 'smollm2-135m'); its tokenizer too
-    model_path: str | None = None
+    model_path: str | None = None   # local checkpoint or registered pre-trained LLM ('smollm2-135m'); its tokenizer too
     layout: str | None = None       # base-position layout of a wrapped causal LM (default `PRETRAINED_LAYOUT`)
-    # training data, as `recsysllm_data`: 'ml-100k', 'p5:<dir>', 'tables:<dir>', 'seq:<dir>'
-    dataset: str = 'ml-100k'
-    # folder of a saved tokenizer; default: the demo tokenizer, cached in output_dir/tokenizer
-    tokenizer: str | None = None
+    dataset: str = 'ml-100k'        # as `recsysllm_data`: 'ml-100k', 'p5:<dir>', 'tables:<dir>', 'seq:<dir>'
+    tokenizer: str | None = None    # a saved tokenizer's folder; default: the demo one, cached in output_dir/tokenizer
     steps: int = 100                # optimizer steps
     lr: float = 1e-3                # peak learning rate (paper, GLM-10B + LoRA: 1e-5; small fresh models need ~1e-3)
     batch_size: int = 8             # samples per device per micro-batch (paper: 32 per GPU)
@@ -113,8 +129,7 @@ class TrainConfig:
     weight_decay: float = 0.01      # AdamW weight decay
     max_grad_norm: float = 1.0      # gradient clipping
     dropout: float = 0.0            # GLM dropout of a fresh model
-    # objective mix per sample: [MASK] entity / [sMASK] sentence / [gMASK] document
-    level_probs: tuple = (0.5, 0.3, 0.2)
+    level_probs: tuple = (0.5, 0.3, 0.2)  # objectives: [MASK] entity / [sMASK] sentence / [gMASK] document
     mix: tuple = (3.0, 1.0)         # weights of the two MovieLens sources (sampled histories, whole histories)
     seed: int = 0                   # one seed for weights, data order, masks and dropout
     output_dir: str = 'runs/train'  # checkpoints, final model, losses.json
@@ -129,13 +144,8 @@ class TrainConfig:
     num_workers: int = 0            # DataLoader worker processes
     progress: bool = True           # progress bar
 
-    def __post_init__(self):
-        if self.model not in MODEL_KINDS and self.model_path is None:
-            raise ValueError(f'TrainConfig.model must be one of {MODEL_KINDS}, got {self.model!r}')
-        if self.qlora and self.lora_rank < 1:
-            raise ValueError('TrainConfig: qlora trains LoRA adapters: set lora_rank >= 1')
-        if self.steps < 1: raise ValueError(f'TrainConfig.steps must be >= 1, got {self.steps}')
-        self.level_probs, self.mix = tuple(self.level_probs), tuple(self.mix)
+    def __post_init__(self): _check_train_config(self)
+
 
 # %% ../nbs/08_train.ipynb #4e536842
 def cpu_processes(environ=os.environ) -> bool:
@@ -174,7 +184,7 @@ def text_corpora(tables, split,
                  max_tokens: int = 200,  # about this many tokens of a whole history (oldest items dropped)
                  seed: int = 0, names: dict | None = None, users=None) -> dict:
     "The text of pre-training from `split.train`: 'sampled' (20 items over long / medium / short periods), 'history'."
-    # a character budget (about 4 characters per token) keeps the features and the newest items; the collator cuts the rest
+    # a budget of about 4 characters a token keeps the features and the newest items; the collator cuts the rest
     return dict(sampled=textualize_corpus(tables, split, seed=seed, names=names, users=users),
                 history=textualize_corpus(tables, split, n_items=None, max_chars=4 * max_tokens, names=names,
                                           users=users))
@@ -217,32 +227,49 @@ def merged_lora(model, tokenizer, folder=None):
     if folder is not None: _atomic_dir(folder, lambda tmp: (m.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     return m
 
+# %% ../nbs/08_train.ipynb #381a34d7
+def _model_for(cfg: TrainConfig, tokenizer):
+    "The model `cfg` names (fresh, a checkpoint or a pre-trained LLM), with LoRA adapters when cfg.lora_rank > 0."
+    dtype = torch.bfloat16 if cfg.bf16 and cfg.lora_rank else None
+    model = build_model(cfg.model, cfg.size, len(tokenizer), cfg.max_length, cfg.model_path, cfg.qlora, dtype, cfg.seed,
+                        tokenizer.pad_token_id, cfg.dropout, cfg.layout)
+    if not cfg.lora_rank: return model
+    new = new_token_rows(cfg.model_path, tokenizer) if cfg.model_path is not None else None
+    return apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, token_indices=new, seed=cfg.seed,
+                      gradient_checkpointing=cfg.gradient_checkpointing)
+
+def _save_run(trainer, cfg: TrainConfig, history, tokenizer, final):
+    "train_config.json, losses.json; at the end, the model and tokenizer in final/ (LoRA: its adapter; merged/: whole)."
+    out = Path(cfg.output_dir)
+    if trainer.is_world_process_zero():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'train_config.json').write_text(json.dumps(asdict(cfg), indent=1))
+        (out / 'losses.json').write_text(json.dumps(history))
+    if final is None: return
+    trainer.save_model(str(final))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(final))
+        if hasattr(trainer.model, 'merge_and_unload') and not is_quantized(trainer.model):   # LoRA: a whole model too
+            merged_lora(copy.deepcopy(trainer.model), tokenizer, out / 'merged')
+
+
 # %% ../nbs/08_train.ipynb #06f42847
 def train(cfg: TrainConfig,        # the run
           dataset=None,            # training items (dicts with 'idx'); default: the MovieLens sources mixed by cfg.mix
           tokenizer=None,          # default: `load_tokenizer(cfg)`
           model=None,              # default: `build_model` from cfg (then LoRA if cfg.lora_rank)
-          collator=None,           # default: `RecCollator(tokenizer, MaskConfig(level_probs=cfg.level_probs), cfg.max_length, cfg.seed)`
+          collator=None,           # default: a `RecCollator` with cfg's level_probs, max_length and seed
           callbacks=()) -> TrainResult:  # extra TrainerCallbacks
-    "Train with the Hugging Face `Trainer` as `cfg` says; write checkpoints, the final model (LoRA: adapter in final/, merged whole model in merged/) and losses.json into cfg.output_dir."
-    out = Path(cfg.output_dir)
-    resume = _resume_path(cfg.resume, out)
-    args = training_args(cfg)
+    "Train with the Hugging Face `Trainer` as `cfg` says; checkpoints, losses and the final model go to cfg.output_dir."
+    resume, args = _resume_path(cfg.resume, cfg.output_dir), training_args(cfg)
     with args.main_process_first(desc='tokenizer and data'):
         if tokenizer is None: tokenizer = load_tokenizer(cfg)
         if dataset is None:
             src = text_sources(tokenizer, max_tokens=int(cfg.max_length * 0.7), seed=cfg.seed, dataset=cfg.dataset)
             dataset = MixedDataset(src, dict(zip(src, cfg.mix)), seed=cfg.seed)
-    if model is None:
-        model = build_model(cfg.model, cfg.size, len(tokenizer), cfg.max_length, cfg.model_path, cfg.qlora,
-                            torch.bfloat16 if cfg.bf16 and cfg.lora_rank else None, cfg.seed, tokenizer.pad_token_id, cfg.dropout,
-                            cfg.layout)
-        new = new_token_rows(cfg.model_path, tokenizer) if cfg.model_path is not None else None
-        if cfg.lora_rank: model = apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
-                                             gradient_checkpointing=cfg.gradient_checkpointing, token_indices=new,
-                                             seed=cfg.seed)
-    if collator is None: collator = RecCollator(tokenizer, MaskConfig(level_probs=cfg.level_probs), cfg.max_length, cfg.seed,
-                                                layout=getattr(model.config, 'layout', 'glm'))
+    if model is None: model = _model_for(cfg, tokenizer)
+    if collator is None: collator = RecCollator(tokenizer, MaskConfig(level_probs=cfg.level_probs), cfg.max_length,
+                                                cfg.seed, layout=getattr(model.config, 'layout', 'glm'))
     cbs = [EpochCallback(dataset, collator)] + ([StopAtStep(cfg.stop_at)] if cfg.stop_at else []) + list(callbacks)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=cbs)
     t0 = time.time()
@@ -250,18 +277,10 @@ def train(cfg: TrainConfig,        # the run
     seconds = time.time() - t0
     history = [dict(step=h['step'], loss=h['loss'], learning_rate=h.get('learning_rate'))
                for h in trainer.state.log_history if 'loss' in h]
-    final = None if trainer.state.global_step < cfg.steps else out / 'final'
-    if trainer.is_world_process_zero():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / 'train_config.json').write_text(json.dumps(asdict(cfg), indent=1))
-        (out / 'losses.json').write_text(json.dumps(history))
-    if final is not None:
-        trainer.save_model(str(final))
-        if trainer.is_world_process_zero():
-            tokenizer.save_pretrained(str(final))
-            if hasattr(trainer.model, 'merge_and_unload') and not is_quantized(trainer.model):   # LoRA: also a whole model
-                merged_lora(copy.deepcopy(trainer.model), tokenizer, out / 'merged')
-    return TrainResult(out, history, seconds, final, trainer)
+    final = None if trainer.state.global_step < cfg.steps else Path(cfg.output_dir) / 'final'
+    _save_run(trainer, cfg, history, tokenizer, final)
+    return TrainResult(Path(cfg.output_dir), history, seconds, final, trainer)
+
 
 # %% ../nbs/08_train.ipynb #8da198df
 def plot_losses(history: list,   # `TrainResult.history`: dicts with step and loss
@@ -273,43 +292,21 @@ def plot_losses(history: list,   # `TrainResult.history`: dicts with step and lo
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, loss, lw=0.8, alpha=0.5, label='loss')
     k = max(1, len(loss) // 20)
-    if len(loss) >= k: ax.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, mode='valid'), lw=2, label=f'mean of {k}')
-    ax.set_xlabel('optimizer step'); ax.set_ylabel('blank-infilling loss'); ax.set_title(title); ax.legend(); fig.tight_layout()
+    if len(loss) >= k:
+        ax.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, mode='valid'), lw=2, label=f'mean of {k}')
+    ax.set_xlabel('optimizer step'); ax.set_ylabel('blank-infilling loss'); ax.set_title(title); ax.legend()
+    fig.tight_layout()
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
-def pretrain_demo(out_dir='runs/pretrain_demo',  # where losses.json, loss.png, the model and its tokenizer go
-                  steps: int = 300,              # optimizer steps (estimated 3-5 minutes on 2 idle CPU cores)
-                  size: str = 'small',           # size preset of the fresh GLM
-                  batch_size: int = 16,          # samples per step
-                  lr: float = 2e-3,              # peak learning rate
-                  max_length: int = 256,         # longest batch
-                  seed: int = 0,                 # one seed for everything
-                  progress: bool = True,         # progress bar
-                  dataset=None,                  # training items; default: the two MovieLens sources (see `train`)
-                  tokenizer=None,                # default: the demo tokenizer, cached in out_dir/tokenizer
-                  **kwargs) -> dict:             # other `TrainConfig` fields
-    "Pre-train a small GLM from scratch (full training) on textualized MovieLens-100K; write losses.json and loss.png into `out_dir`."
-    out = Path(out_dir)
-    cfg = TrainConfig(**{**dict(model='glm', size=size, steps=steps, lr=lr, batch_size=batch_size, max_length=max_length,
-                                lora_rank=0, warmup=0.05, seed=seed, output_dir=str(out), progress=progress), **kwargs})
-    res = train(cfg, dataset=dataset, tokenizer=tokenizer)
-    main = res.trainer.is_world_process_zero()   # under a launcher only the main process writes the figure
-    fig = plot_losses(res.history, out / 'loss.png' if main else None,
-                      f'GLM {size} from scratch on MovieLens-100K ({steps} steps)')
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-    first, last = float(np.mean(res.losses[:10])), float(np.mean(res.losses[-10:]))
-    return dict(steps=steps, seconds=round(res.seconds, 1), first_loss=first, last_loss=last, losses=res.losses,
-                png=out / 'loss.png', json=out / 'losses.json', model=res.final_dir)
 
 # %% ../nbs/08_train.ipynb #208e80f4
 @call_parse
 def recsysllm_train(
     model: str = 'glm',               # model family: glm | llama | qwen2 | gpt2
     size: str = 'tiny',               # size preset: tiny | small | base | 1b
-    model_path: str = None,           # local checkpoint folder, or a registered pre-trained LLM ('smollm2-135m'); no downloads
-    dataset: str = 'ml-100k',         # 'ml-100k', 'p5:<folder>', 'tables:<folder>' or 'seq:<folder>' (as recsysllm_data)
+    model_path: str = None,           # local checkpoint folder or registered pre-trained LLM ('smollm2-135m')
+    dataset: str = 'ml-100k',         # 'ml-100k', 'p5:<dir>', 'tables:<dir>' or 'seq:<dir>' (as recsysllm_data)
     layout: str = None,               # base-position layout of a pre-trained causal LM: glm | inplace | append
     tokenizer: str = None,            # folder of a saved tokenizer (default: demo tokenizer cached in output_dir)
     steps: int = 100,                 # optimizer steps
@@ -331,12 +328,8 @@ def recsysllm_train(
     no_progress: store_true = False,  # no progress bar
 ):
     "Train a RecSysLLM model on textualized MovieLens-100K (LoRA, QLoRA or full); the launchers' entry point."
-    cfg = TrainConfig(model=model, size=size, model_path=model_path, tokenizer=tokenizer, dataset=dataset, layout=layout, steps=steps, lr=lr,
-                      batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lora_rank=lora_rank, qlora=qlora,
-                      warmup=warmup, weight_decay=weight_decay, seed=seed, output_dir=output_dir, save_steps=save_steps,
-                      resume=resume, bf16=bf16, gradient_checkpointing=gradient_checkpointing, deepspeed=deepspeed,
-                      progress=not no_progress)
-    res = train(cfg)
+    opts = dict(locals()); progress = not opts.pop('no_progress')   # the options above are TrainConfig's fields
+    res = train(TrainConfig(**opts, progress=progress))
     if res.trainer.is_world_process_zero():
         merged = res.output_dir / 'merged'   # LoRA runs: the whole model recsysllm_recommend / recsysllm_eval load
         print(json.dumps(dict(output_dir=str(res.output_dir), merged_dir=str(merged) if merged.exists() else None,
