@@ -72,14 +72,20 @@ def _spans(i, sample):
     for name, a in (('entity', es), ('sentence', ss)):
         bad = np.flatnonzero((a[:, 0] < 0) | (a[:, 1] > n) | (a[:, 0] >= a[:, 1]) |
                              np.append(False, a[1:, 0] < a[:-1, 1]))
-        if len(bad): raise ValueError(f'{_who(i, sample)}: {name} {bad[0]} span {tuple(a[bad[0]])} is empty, outside the '
-                                      f'text (length {n}) or overlaps the previous one; spans must be sorted and disjoint')
+        if len(bad):
+            raise ValueError(f'{_who(i, sample)}: {name} {bad[0]} span {tuple(a[bad[0]])} is empty, outside the '
+                                      f'text (length {n}) or overlaps the previous one; spans must be sorted and '
+                                      f'disjoint')
     blank = [k for k, (a, z) in enumerate(es.tolist()) if sample.text[a:z].isspace()]
-    if blank: raise ValueError(f'{_who(i, sample)}: entity {blank[0]} {sample.text[slice(*es[blank[0]])]!r} is only whitespace')
+    if blank:
+        raise ValueError(f'{_who(i, sample)}: entity {blank[0]} {sample.text[slice(*es[blank[0]])]!r} is only '
+                         f'whitespace')
     return es, ss
 
+# %% ../nbs/02a_entities.ipynb #a271909a
 def _encode(tokenizer, texts):
-    "Token ids and char offsets of each text with the tokenizer's own fast encoder (one batched call, no special tokens)."
+    ("Token ids and char offsets of each text with the tokenizer's own fast encoder (one batched call, no special "
+     "tokens).")
     if not texts: return [], []
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False,
                     return_token_type_ids=False)

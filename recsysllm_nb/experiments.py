@@ -170,12 +170,14 @@ def score_text(model, tok, samples, max_new_tokens: int = 40, batch_size: int = 
 ROW_KEYS = ('model', 'family', 'prompts', 'method', 'users', 'metric', 'value')
 METRICS = dict(rating=('RMSE', 'MAE', 'n', 'n_unparsed'), sequential=('HR@5', 'NDCG@5', 'HR@10', 'NDCG@10', 'n'),
                direct=('HR@1', 'HR@5', 'NDCG@5', 'HR@10', 'NDCG@10', 'n'),
-               explanation=('BLEU-4', 'ROUGE-1', 'ROUGE-2', 'ROUGE-L', 'n'), review=('BLEU-4', 'ROUGE-1', 'ROUGE-2', 'ROUGE-L', 'n'))
+               explanation=('BLEU-4', 'ROUGE-1', 'ROUGE-2', 'ROUGE-L', 'n'),
+               review=('BLEU-4', 'ROUGE-1', 'ROUGE-2', 'ROUGE-L', 'n'))
 
 def _short(k: str) -> str:
     "Metric names of `metrics.text_metrics` shortened for tables ('BLEU-4 (sacrebleu 13a, x100)' -> 'BLEU-4')."
     return k.split(' ')[0] if k.startswith(('BLEU', 'ROUGE')) else k
 
+# %% ../nbs/13_experiments.ipynb #f4f6eeaf
 def evaluate_recsysllm(model, tok, tables: Tables, split: Split, users,
                        families=FAMILIES, beams: int = 20, seed: int = 0, n_history: int = 10,
                        direct_modes=('candidates', 'yes/no'),  # direct scoring methods evaluated
@@ -195,14 +197,16 @@ def evaluate_recsysllm(model, tok, tables: Tables, split: Split, users,
         elif fam == 'sequential': m, o = score_sequential(model, tok, samples, trie, seen, beams, **kw)
         elif fam == 'direct': m, o = score_direct(model, tok, samples, trie, names, seed, block_ids, progress, seen)
         else: m, o = score_text(model, tok, samples, max_text_tokens, block_ids=block_ids, progress=progress)
-        method = dict(generate='greedy generation', beam=f'beam search, {beams} beams', candidates='title log-likelihood',
-                      **{'yes/no': 'log P(yes) - log P(no)'})[mode]
+        method = dict(generate='greedy generation', beam=f'beam search, {beams} beams',
+                      candidates='title log-likelihood', **{'yes/no': 'log P(yes) - log P(no)'})[mode]
         m = {_short(k): v for k, v in m.items()}
         m['seconds'] = time.perf_counter() - t0
         rows += [dict(model=name, family=fam, prompts=ps, method=method, users='subset', metric=k, value=float(v))
                  for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        outputs[f'{fam}/{ps}/{mode}'] = [dict(user_id=ts.user_id, template=ts.template_id, target=ts.answer_text if fam != 'direct' else ts.item_id,
-                                              output=(x.tolist() if isinstance(x, np.ndarray) else x if not isinstance(x, np.floating) else float(x)))
+        outputs[f'{fam}/{ps}/{mode}'] = [dict(user_id=ts.user_id, template=ts.template_id,
+                                              target=ts.answer_text if fam != 'direct' else ts.item_id,
+                                              output=(x.tolist() if isinstance(x, np.ndarray) else x
+                                                      if not isinstance(x, np.floating) else float(x)))
                                          for ts, x in zip(samples, o)]
     return rows, outputs
 

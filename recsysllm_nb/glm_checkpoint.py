@@ -30,21 +30,24 @@ def _unwrap(sd: dict) -> dict:
 
 # %% ../nbs/06a_glm_checkpoint.ipynb #21a6976d
 def read_state_dict(src,                     # a state dict, a .safetensors / .bin / .pt / .pth file, or a folder
-                    weights_only: bool = True  # torch.load's safe mode; Megatron saves pickle their args (trusted files only)
+                    # torch.load's safe mode; Megatron saves pickle their args (trusted files only)
+                    weights_only: bool = True
                    ) -> dict:
-    "The tensors of a checkpoint: a dict, a file, or a folder (HF single / sharded, Megatron `mp_rank_00_model_states.pt`)."
+    ("The tensors of a checkpoint: a dict, a file, or a folder (HF single / sharded, Megatron "
+     "`mp_rank_00_model_states.pt`).")
     if isinstance(src, dict): return _unwrap(src)
     p = Path(src)
     if p.is_dir():
-        for name in ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json',
-                     'mp_rank_00_model_states.pt'):
+        for name in ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin',
+                     'pytorch_model.bin.index.json', 'mp_rank_00_model_states.pt'):
             if (p / name).exists(): return read_state_dict(p / name, weights_only)
         found = sorted(p.glob('**/mp_rank_00_model_states.pt'))
         latest = next((p / n for n in ('latest_checkpointed_iteration.txt', 'latest') if (p / n).exists()), None)
         if latest is not None: found = [f for f in found if f.parent.name == latest.read_text().strip()] or found
         if len(found) == 1: return read_state_dict(found[0], weights_only)
-        raise FileNotFoundError(f'read_state_dict: no single checkpoint in {p} (looked for model.safetensors, pytorch_model.bin, '
-                                f'their .index.json, **/mp_rank_00_model_states.pt); found {[str(f) for f in found] or "none"}')
+        raise FileNotFoundError(f'read_state_dict: no single checkpoint in {p} (looked for model.safetensors, '
+                                f'pytorch_model.bin, their .index.json, **/mp_rank_00_model_states.pt); found '
+                                f'{[str(f) for f in found] or "none"}')
     if not p.exists(): raise FileNotFoundError(f'read_state_dict: {p} does not exist')
     if p.name.endswith('.index.json'):
         shards = sorted(set(json.loads(p.read_text())['weight_map'].values()))
@@ -54,13 +57,17 @@ def read_state_dict(src,                     # a state dict, a .safetensors / .b
         return load_file(str(p), device='cpu')
     try: obj = torch.load(p, map_location='cpu', weights_only=weights_only)
     except Exception as e:
-        raise ValueError(f'read_state_dict: torch.load({p}) failed with weights_only={weights_only}: {e}. Megatron / DeepSpeed '
+        raise ValueError(f'read_state_dict: torch.load({p}) failed with weights_only={weights_only}: {e}. Megatron / '
+                         f'DeepSpeed '
                          'saves also pickle their arguments: pass weights_only=False only for a file you trust') from e
-    if not isinstance(obj, dict): raise ValueError(f'read_state_dict: {p} holds a {type(obj).__name__}, not a state dict')
+    if not isinstance(obj, dict):
+        raise ValueError(f'read_state_dict: {p} holds a {type(obj).__name__}, not a state dict')
     return _unwrap(obj)
 
+# %% ../nbs/06a_glm_checkpoint.ipynb #fe6ea35b
 def glm_key(name: str) -> str:
-    "Our parameter name for a checkpoint key: drop `module.` (Megatron / DeepSpeed / DDP) and `glm.` / `model.`, add `glm.`."
+    ("Our parameter name for a checkpoint key: drop `module.` (Megatron / DeepSpeed / DDP) and `glm.` / `model.`, add "
+     "`glm.`.")
     while name.startswith('module.'): name = name[len('module.'):]
     for pre in ('glm.', 'model.'):
         if name.startswith(pre): name = name[len(pre):]; break

@@ -122,7 +122,8 @@ def nf4_bytes(model) -> int:
 GiB = 2 ** 30
 
 def training_memory(shape: ModelShape, batch: int, seq_len: int,
-                    lora_rank: int = 8,            # 0: full fine-tuning (bf16 weights and gradients, fp32 master + AdamW)
+                    # 0: full fine-tuning (bf16 weights and gradients, fp32 master + AdamW)
+                    lora_rank: int = 8,
                     targets=None,                  # LoRA targets (default: every linear of the block)
                     weight_bits: int = 4,          # base weights: 4 (nf4), 8 (LLM.int8) or 16 (bf16)
                     kbit_fp32_other: bool = True,  # k-bit: peft casts embeddings and norms to fp32
@@ -153,8 +154,10 @@ def training_memory(shape: ModelShape, batch: int, seq_len: int,
     rows['total'] = sum(rows.values())
     return rows
 
+# %% ../nbs/08a_lora_gpu.ipynb #b1e8d61f
 def memory_table(configs: dict) -> pd.DataFrame:
-    "GiB per component (rows) for named configurations (columns): `name -> dict(shape=..., batch=..., seq_len=..., ...)`."
+    ("GiB per component (rows) for named configurations (columns): `name -> dict(shape=..., batch=..., seq_len=..., "
+     "...)`.")
     cols = {name: training_memory(**kw) for name, kw in configs.items()}
     index = list(dict.fromkeys(k for c in cols.values() for k in c if k != 'total')) + ['total']
     return (pd.DataFrame(cols).reindex(index).fillna(0.0) / GiB).round(2)

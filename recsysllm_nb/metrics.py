@@ -79,8 +79,10 @@ def ndcg_at_k(ranks,    # 1-based rank of the relevant item per user (np.inf = n
     return out
 
 def _check_k(k):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1: raise ValueError(f'k must be an integer >= 1, got {k!r}')
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f'k must be an integer >= 1, got {k!r}')
 
+# %% ../nbs/11_metrics.ipynb #8b69374e
 def _ranks(ranks) -> np.ndarray:
     r = np.asarray(ranks, dtype='float64').reshape(-1)
     if np.isnan(r).any() or (r < 1).any():

@@ -29,6 +29,7 @@ SIZES = {  # depth / width / heads of the size presets (intermediate_size: MLP w
 }
 MODEL_KINDS = ('glm', 'llama', 'qwen2', 'gpt2')
 
+# %% ../nbs/08_models.ipynb #419accab
 def model_config(kind: str = 'glm',        # model family: one of MODEL_KINDS
                  size: str = 'tiny',       # size preset: a key of SIZES
                  vocab_size: int = 6000,   # rows of the token embedding (len(tokenizer))
@@ -49,13 +50,15 @@ def model_config(kind: str = 'glm',        # model family: one of MODEL_KINDS
     extra = {}
     if 'intermediate_size' in s:
         extra = dict(n_inner=s['intermediate_size']) if kind == 'gpt2' else dict(intermediate_size=s['intermediate_size'],
-                                                                               num_key_value_heads=max(1, s['num_heads'] // 4))
+                                                                               num_key_value_heads=max(1,
+                                                                                       s['num_heads'] // 4))
     base = tiny_base_config(kind, vocab_size=vocab_size, hidden_size=s['hidden_size'], num_layers=s['num_layers'],
                             num_heads=s['num_heads'], max_positions=max_length, pad_token_id=pad_token_id, **extra)
     return RecAdapterConfig(base_config=base, max_intra=max_intra)
 
 def nf4_config(compute_dtype=None) -> BitsAndBytesConfig:
-    "QLoRA's quantization: 4-bit NormalFloat weights, double-quantized constants, matmuls in `compute_dtype` (bf16 on GPU, fp32 on CPU)."
+    ("QLoRA's quantization: 4-bit NormalFloat weights, double-quantized constants, matmuls in `compute_dtype` (bf16 on "
+     "GPU, fp32 on CPU).")
     if compute_dtype is None: compute_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=compute_dtype)

@@ -62,7 +62,8 @@ def plot_family(table: pd.DataFrame, family: str, path=None):
 @dataclass
 class ExperimentConfig:
     "Everything an experiment depends on; `recsysllm_eval` takes the same names."
-    dataset: str = 'ml-100k'        # 'ml-100k', 'p5:<folder>', 'seq:<folder>' or 'tables:<folder>' (`sources.load_dataset`)
+    # 'ml-100k', 'p5:<folder>', 'seq:<folder>' or 'tables:<folder>' (`sources.load_dataset`)
+    dataset: str = 'ml-100k'
     model: str | None = None        # folder of the trained model (None: baselines only)
     tokenizer: str | None = None    # folder of its tokenizer (default: the model folder)
     n_users: int | None = 300       # test users evaluated, drawn with `seed` (None: all)
@@ -79,20 +80,28 @@ class ExperimentConfig:
     model_name: str = 'RecSysLLM'   # the model's name in the tables
     progress: bool = True           # progress bars
 
+# %% ../nbs/13_report.ipynb #df8bf2bb
 PROTOCOL = [
-    'One time-ordered leave-one-out split: per user the last interaction is the test item; every number is on the test part.',
-    'Seen prompts: one training template per user and family, drawn with the seed; unseen prompts: held-out templates (zero-shot).',
-    'Rating: greedy generation of the rating text at the [MASK], first number parsed and clipped to the training range; '
-    'unparsable outputs are counted (n_unparsed) and scored as the training mean (the baselines use the same fallback).',
-    'Items had before, one rule for every model: the items each user consumed before the test item are left out of every '
-    'ranking, and a test item that repeats one of them is a miss (metrics.rank_excluding_history; n_repeated counts them).',
-    'Sequential: constrained beam search over the trie of all item titles ({beams} beams), the history excluded, as for the '
-    'baselines (full ranking); HR/NDCG from the top-10.',
-    'Direct: the 1 positive + 99 negatives saved with the split. Choose prompts list no candidate (nothing in a prompt depends '
-    'on which candidate is the positive): log-likelihood of each of the 100 titles + [eop] at the [MASK]. Yes/no prompts: one '
-    'prompt per candidate, score log P(yes) - log P(no) of the first answer token. Random tie-breaks (seeded).',
-    'Explanation / review: greedy generation at the [gMASK]; BLEU-4 = sacrebleu corpus BLEU (13a), ROUGE = rouge-score F, x100.',
-    'Baselines (Random, Popularity, MF, BPR-MF, SASRec) are fitted on the training part once and evaluated on the same users and candidates.']
+    'One time-ordered leave-one-out split: per user the last interaction is the test item; every number is on the '
+    'test part.',
+    'Seen prompts: one training template per user and family, drawn with the seed; unseen prompts: held-out templates '
+    '(zero-shot).',
+    'Rating: greedy generation of the rating text at the [MASK], first number parsed and clipped to the training '
+    'range; unparsable outputs are counted (n_unparsed) and scored as the training mean (the baselines use the same '
+    'fallback).',
+    'Items had before, one rule for every model: the items each user consumed before the test item are left out of '
+    'every ranking, and a test item that repeats one of them is a miss (metrics.rank_excluding_history; n_repeated '
+    'counts them).',
+    'Sequential: constrained beam search over the trie of all item titles ({beams} beams), the history excluded, as '
+    'for the baselines (full ranking); HR/NDCG from the top-10.',
+    'Direct: the 1 positive + 99 negatives saved with the split. Choose prompts list no candidate (nothing in a '
+    'prompt depends on which candidate is the positive): log-likelihood of each of the 100 titles + [eop] at the '
+    '[MASK]. Yes/no prompts: one prompt per candidate, score log P(yes) - log P(no) of the first answer token. Random '
+    'tie-breaks (seeded).',
+    'Explanation / review: greedy generation at the [gMASK]; BLEU-4 = sacrebleu corpus BLEU (13a), ROUGE = '
+    'rouge-score F, x100.',
+    'Baselines (Random, Popularity, MF, BPR-MF, SASRec) are fitted on the training part once and evaluated on the '
+    'same users and candidates.']
 
 # %% ../nbs/13_report.ipynb #40475af8
 def write_report(out_dir, rows, cfg: ExperimentConfig, users, outputs=None, extra: dict | None = None,

@@ -229,8 +229,10 @@ def _p5_reviews(fpkl):
     return pd.DataFrame.from_records(recs), _Src(str(fpkl), unit='record', labels=labels)
 
 # %% ../nbs/00a_sources.ipynb #a354c127
-P5_FILES = ('sequential_data.txt', 'datamaps.json', 'meta.json.gz', 'review_splits.pkl', 'exp_splits.pkl', 'negative_samples.txt')
+P5_FILES = ('sequential_data.txt', 'datamaps.json', 'meta.json.gz', 'review_splits.pkl', 'exp_splits.pkl',
+            'negative_samples.txt')
 
+# %% ../nbs/00a_sources.ipynb #9451f8cb
 def load_p5(folder,                  # folder with P5's files (sequential_data.txt, datamaps.json, meta.json.gz; reviews optional)
             name: str | None = None, # dataset name (default: the folder's name)
             missing_title: str = 'error',  # item without a title in meta.json.gz: 'error', or 'asin' to name it by its asin
@@ -298,7 +300,8 @@ def load_dataset(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazo
     kind, _, where = dataset.partition(':')
     if kind == 'ml-100k': return load_ml100k(path or where or None)
     if kind == 'p5': return load_p5(where or path)
-    if kind == 'seq':   # user sequences + item map (recsysllm_nb.sequences); imported here, as sequences sits above this module
+    # user sequences + item map (recsysllm_nb.sequences); imported here, as sequences sits above this module
+    if kind == 'seq':
         from recsysllm_nb.sequences import load_sequences
         return load_sequences(where or path)
     if kind == 'tables':
@@ -306,19 +309,24 @@ def load_dataset(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazo
         def find(stem, required=True):
             for ext in ('.csv', '.tsv', '.parquet', '.pq', '.txt', '.tab'):
                 if (d / f'{stem}{ext}').exists(): return d / f'{stem}{ext}'
-            if required: raise DataError(d / f'{stem}.csv', None, None, f'a {stem} table (.csv, .tsv or .parquet) in {d}')
+            if required:
+                raise DataError(d / f'{stem}.csv', None, None, f'a {stem} table (.csv, .tsv or .parquet) in {d}')
         return load_tables(find('items'), find('interactions'), find('users', False), name=d.name)
-    raise ValueError(f"unknown dataset {dataset!r}: expected 'ml-100k', 'p5:<folder>', 'tables:<folder>' or 'seq:<folder>'")
+    raise ValueError(f"unknown dataset {dataset!r}: expected 'ml-100k', 'p5:<folder>', 'tables:<folder>' or "
+                     f"'seq:<folder>'")
 
+# %% ../nbs/00a_sources.ipynb #3d6333f4
 @call_parse
 def recsysllm_data(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazon files), 'tables:<folder>' (users/items/interactions .csv/.tsv/.parquet) or 'seq:<folder>' (sequences.jsonl + items.json)
-                   path: str = None,          # folder of the ml-100k atomic files (default: inside the installed recbole package)
+                   # folder of the ml-100k atomic files (default: inside the installed recbole package)
+                   path: str = None,
                    seed: int = 0,             # seed of the 99 negative candidates per user
                    n_neg: int = 99,           # negative candidates per test user
                    k: int = 0,                # keep the k-core first (0: no filtering)
                    out: str = None,           # folder to save the split in (parquet + split.json, written atomically)
                   ):
-    "Load a dataset, split it by time (leave-one-out), print its statistics; the last line is the same as one JSON object."
+    ("Load a dataset, split it by time (leave-one-out), print its statistics; the last line is the same as one JSON "
+     "object.")
     t = load_dataset(dataset, path)
     if k: t = kcore(t, k)
     sp = leave_one_out(t, n_neg=n_neg, seed=seed)
