@@ -226,4 +226,4 @@ def lora_targets(model: nn.Module, # the model LoRA will wrap (adapter, base cau
     for fam, key in (('glm', 'query_key_value'), ('llama', 'q_proj'), ('gpt2', 'c_attn')):
         if key in names: return [t for t in LORA_TARGETS[fam] if t in names]
     raise ValueError(f'lora_targets: {type(model).__name__} has none of the known attention modules '
-                     f'({", ".join(k for k, _ in LORA_TARGETS.items())} families); pass target_modules to peft yourself')
+                     f'({", ".join(LORA_TARGETS)} families); pass target_modules to peft yourself')

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import copy, functools, time
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import torch
@@ -113,7 +114,7 @@ def _negatives(self: Baseline, u, rng):
     return j
 
 # %% ../nbs/12_baselines.ipynb #438981e7
-from .metrics import rank_excluding_history, repeated_targets   # the one rule for history items (11_metrics)
+from .metrics import rank_excluding_history, repeated_targets  # the one rule for history items (11_metrics)
 
 def eval_sequential(model, tables: Tables, split: Split,
                     part: str = 'test',            # 'valid' or 'test'
@@ -121,8 +122,7 @@ def eval_sequential(model, tables: Tables, split: Split,
                     ties: str = 'random', seed: int = 0,  # tie-break (see `rank_from_scores`)
                     batch_size: int = 1024,         # users scored at once
                    ) -> dict:
-    ("Full-ranking HR@k / NDCG@k of `model.score_all` on `part` (history excluded), `n`, `n_repeated`, `seconds`, "
-     "`users_per_s`.")
+    "Full-ranking HR@k/NDCG@k of `model.score_all` on `part` (history excluded); n, n_repeated, seconds, users_per_s."
     rows = _rows(split, part)
     users, pos = rows['user_id'].tolist(), rows['item_id'].tolist()
     hist = user_histories(split, users, part)
@@ -165,8 +165,7 @@ def eval_direct(model, tables: Tables, split: Split,
             'seconds': dt, 'users_per_s': len(users) / dt}
 
 def eval_rating(model, tables: Tables, split: Split, part: str = 'test', fallback: float | None = None) -> dict:
-    ("RMSE / MAE of `model.predict_rating` on `part`'s rows; range = training min..max, fallback = training mean by "
-     "default.")
+    "RMSE/MAE of `model.predict_rating` on `part`'s rows; range = training min..max, default fallback = training mean."
     rows = _rows(split, part)
     r = split.train['rating']
     fb = float(r.mean()) if fallback is None else fallback
@@ -195,8 +194,6 @@ class Popularity(Baseline):
     def predict_rating(self, users, items): self.uix(users); return np.full(len(self.iix(items)), self.mu)
 
 # %% ../nbs/12_baselines.ipynb #3b1d9a21
-from dataclasses import dataclass, replace
-
 @dataclass(frozen=True)
 class Budget:
     "How long a trained baseline runs, early-stopped on a validation figure (NDCG@10; MF: RMSE)."
@@ -218,7 +215,7 @@ def _valid(model, tables, split, metric: str) -> float:
     return eval_sequential(model, tables, split, 'valid', ks=(10,))['NDCG@10']
 
 def _early_stopped(model, tables, split, epoch, budget: Budget, progress: bool = True, metric: str = 'NDCG@10'):
-    "Call `epoch()` (it returns the mean loss) under `budget`; keep `model.net`'s state of the best validation `metric`."
+    "Call `epoch()` (returns the mean loss) under `budget`; keep `model.net`'s state of the best validation `metric`."
     sign = -1.0 if metric == 'RMSE' else 1.0   # RMSE: lower is better
     best, state, bad, model.history_, t0 = -np.inf, None, 0, [], time.perf_counter()
     for ep in (bar := tqdm(range(budget.epochs), desc=model.name, disable=not progress)):
@@ -226,7 +223,8 @@ def _early_stopped(model, tables, split, epoch, budget: Budget, progress: bool =
         if (ep + 1) % budget.eval_every and ep + 1 < budget.epochs: continue
         model.net.eval(); v = _valid(model, tables, split, metric)
         model.history_.append((ep + 1, loss, v))
-        if sign * v > best: best, bad, state, model.best_epoch_ = sign * v, 0, copy.deepcopy(model.net.state_dict()), ep + 1
+        if sign * v > best:
+            best, bad, state, model.best_epoch_ = sign * v, 0, copy.deepcopy(model.net.state_dict()), ep + 1
         else: bad += 1
         bar.set_postfix(loss=f'{loss:.4f}', **{f'valid_{metric.lower()}': f'{v:.4f}'},
                         best=f'{sign * best:.4f}@{model.best_epoch_}')
@@ -257,7 +255,8 @@ class MF(Baseline):
             tot = []
             for b in torch.as_tensor(rng.permutation(len(u))).split(self.bs):
                 pu, qi = self.net['P'](u[b]), self.net['Q'](i[b])
-                loss = F.mse_loss(self._rating(u[b], i[b], pu, qi), r[b]) + self.reg * ((pu ** 2).sum(1) + (qi ** 2).sum(1)).mean()
+                loss = (F.mse_loss(self._rating(u[b], i[b], pu, qi), r[b])
+                        + self.reg * ((pu ** 2).sum(1) + (qi ** 2).sum(1)).mean())
                 opt.zero_grad(); loss.backward(); opt.step(); tot.append(loss.item())
             return float(np.mean(tot))
         return _early_stopped(self, tables, split, epoch, self.budget, self.progress, metric='RMSE')
@@ -322,7 +321,7 @@ def run_baselines(tables: Tables, split: Split,
                   progress: bool = True,  # tqdm bars for the default models
                   refit: bool = True,     # False: models already fitted on this split are evaluated as they are
                  ) -> tuple[pd.DataFrame, dict]:
-    "Fit every model and evaluate it on its tasks: a long table (model, task, part, metric, value) and the fitted models by name."
+    "Fit every model, evaluate it on its tasks: a long table (model, task, part, metric, value), {name: fitted model}."
     models = default_baselines(progress) if models is None else models
     sup = family_support(tables, split)   # a task the data cannot feed (no ratings, no negatives) is skipped
     rows, fitted = [], {}
@@ -350,14 +349,15 @@ def results_table(results: pd.DataFrame, part: str = 'test') -> pd.DataFrame:
 def plot_baselines(results: pd.DataFrame, part: str = 'test'):
     "Bar charts of sequential HR/NDCG, direct HR/NDCG and rating RMSE/MAE per model, for `part`; returns the figure."
     import matplotlib.pyplot as plt
-    panels = [('sequential', ['HR@5', 'HR@10', 'NDCG@5', 'NDCG@10']), ('direct', ['HR@1', 'HR@5', 'HR@10', 'NDCG@5', 'NDCG@10']),
-              ('rating', ['RMSE', 'MAE'])]
+    panels = [('sequential', ['HR@5', 'HR@10', 'NDCG@5', 'NDCG@10']),
+              ('direct', ['HR@1', 'HR@5', 'HR@10', 'NDCG@5', 'NDCG@10']), ('rating', ['RMSE', 'MAE'])]
     fig, axs = plt.subplots(1, 3, figsize=(15, 3.8))
     r = results[results['part'] == part]
     for ax, (task, mets) in zip(axs, panels):
-        t = r[(r['task'] == task) & r['metric'].isin(mets)].pivot_table(index='metric', columns='model', values='value', sort=False)
+        t = r[(r['task'] == task) & r['metric'].isin(mets)].pivot_table(index='metric', columns='model',
+                                                                          values='value', sort=False)
         t = t.reindex([m for m in mets if m in t.index])
-        if task == 'rating': t = t.rename(columns={'Popularity': 'global mean'})   # what Popularity predicts for ratings
+        if task == 'rating': t = t.rename(columns={'Popularity': 'global mean'})  # what Popularity predicts for ratings
         t.plot.bar(ax=ax, rot=0, width=0.8)
         ax.set_title(f'{task} ({part})'); ax.set_xlabel(''); ax.legend(fontsize=8)
     fig.tight_layout()

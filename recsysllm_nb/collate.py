@@ -10,7 +10,8 @@ from fastcore.basics import patch
 from .entities import TokenizedSample
 from .tokenizer import SpecialIds, special_ids
 from .masking import MaskConfig, draw_spans, apply_spans_batch, unit_cut
-from .positions import continues_entity, part_a_intra, part_b_intra, span_starts, glm_block_ids, base_positions
+from .positions import (continues_entity, part_a_intra, part_b_intra, span_starts, glm_block_ids,
+                                    base_positions)
 
 # %% auto #0
 __all__ = ['sample_rng', 'as_example', 'cut_left', 'truncate_left', 'trim_spans', 'assemble_batch', 'RecCollator', 'RecDataset']
@@ -28,7 +29,7 @@ def sample_rng(seed: int,   # the run's seed
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, idx, epoch])))
 
 # %% ../nbs/05_collate.ipynb #8d2b84bb
-def as_example(example,       # TokenizedSample, or dict with input_ids / entity / sentence (+ 'idx'), or dict(sample=..., idx=...)
+def as_example(example,       # TokenizedSample, dict(input_ids, entity[, sentence, idx]) or dict(sample, idx)
                position: int  # the example's place in the batch (used as idx only for a bare TokenizedSample)
               ) -> tuple[TokenizedSample, int]:
     "Normalise one collator input to (TokenizedSample, sample index)."

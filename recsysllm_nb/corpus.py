@@ -57,7 +57,7 @@ def corpus_dataset(tables: Tables,          # the dataset
     n_shards = max(num_proc, -(-len(users) // shard_users), 1)
     shards = [list(a) for a in np.array_split(users, n_shards) if len(a)]
     cache = Path(tempfile.mkdtemp(prefix=f'.{path.name}.cache-', dir=path.parent if path.parent.exists() else None))
-    def write(tmp):   # the one atomic-folder rule of the package (`data._atomic_dir`): built beside `path`, then renamed
+    def write(tmp):   # the package's one atomic-folder rule (`data._atomic_dir`): built beside `path`, then renamed
         ds = Dataset.from_generator(_corpus_rows, features=_corpus_features(), cache_dir=str(cache), num_proc=num_proc,
                                     gen_kwargs=dict(shards=shards, tables=tables, train=split.train, cfg=c,
                                                     names=item_names(tables.items)))

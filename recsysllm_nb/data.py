@@ -17,10 +17,10 @@ __all__ = ['INTERACTION_TEXT', 'SPLIT_FILES', 'DataError', 'Tables', 'read_atomi
 
 # %% ../nbs/00_data.ipynb #6d0cc771
 class DataError(ValueError):
-    "A bad input: says which `file`, which `row` (1-based line of a text file, or row of a table), which `column`, and what was `expected`."
+    "A bad input: its `file`, `row` (1-based line of a text file, or row of a table), `column` and what was `expected`."
     def __init__(self,
                  file,           # the file (or table name) holding the bad value
-                 row=None,       # 1-based line number in a text file (header = line 1), or 1-based row of a table; None if the whole file
+                 row=None,       # 1-based line of a text file (header = line 1) or row of a table; None: the whole file
                  column=None,    # column (or field) name; None if the problem is the row or the file itself
                  expected='',    # what was expected there
                  got=None,       # what was found (shown with repr), if anything
@@ -41,7 +41,7 @@ class Tables:
     "Users, items and interactions of one dataset, in one shape for every source."
     users: pd.DataFrame         # 'user_id' (str, unique) + feature columns
     items: pd.DataFrame         # 'item_id' (str, unique), 'title' (str, non-empty) + attribute columns
-    interactions: pd.DataFrame  # 'user_id', 'item_id' (str), 'rating' (float64), 'timestamp' (int64 seconds) + optional review/summary/explanation/feature
+    interactions: pd.DataFrame  # 'user_id', 'item_id' (str), 'rating' (float64), 'timestamp' (int64 s) + optional text
     name: str = ''              # dataset name, e.g. 'ml-100k'
 
     def __repr__(self):
@@ -83,7 +83,7 @@ def _require(df, cols, src, names=None):
         n = (names or {}).get(c, c)
         if n not in df.columns:
             what = f'a column named {n!r}' + (f' (the {c!r} column)' if n != c else '')
-            raise DataError(src.file, 1 if src.unit == 'line' else None, n, f'{what}; found {list(map(str, df.columns))}')
+            raise DataError(src.file, 1 if src.unit == 'line' else None, n, f'{what}; found {[*map(str, df.columns)]}')
 
 def _strings(s: pd.Series) -> pd.Series:
     "Series as strings (pandas' string dtype), missing values as ''."
@@ -116,8 +116,7 @@ def _numbers(s: pd.Series):
     return pd.to_numeric(txt.mask(blank), errors='coerce').astype('float64'), blank
 
 def _to_float(s: pd.Series, src, col, allow_missing=False) -> pd.Series:
-    ("Parse `s` as float64; `DataError` at the first value that is not a number (blank allowed only with "
-     "`allow_missing`).")
+    "Parse `s` as float64; `DataError` at the first value that is not a number (blank only with `allow_missing`)."
     out, blank = _numbers(s)
     v = out.to_numpy()
     bad = (np.isnan(v) & ~blank) | np.isinf(v)
@@ -127,7 +126,7 @@ def _to_float(s: pd.Series, src, col, allow_missing=False) -> pd.Series:
 
 # %% ../nbs/00_data.ipynb #6398ca01
 def _to_seconds(s: pd.Series, src, col, allow_missing=False) -> pd.Series:
-    "Parse `s` as int64 seconds: numbers (seconds since 1970) or ISO 8601 dates; `DataError` at the first that is neither (with `allow_missing`: float64, NaN where blank)."
+    "`s` as int64 seconds (numbers since 1970 or ISO 8601 dates); `DataError` at the first that is neither."
     if pd.api.types.is_datetime64_any_dtype(s): s = s.dt.strftime('%Y-%m-%dT%H:%M:%S%z').where(s.notna(), '')
     out, blank = _numbers(s)
     todo = out.isna().to_numpy() & ~blank
@@ -145,7 +144,7 @@ def _to_seconds(s: pd.Series, src, col, allow_missing=False) -> pd.Series:
 def _known(ids: pd.Series, known: pd.Series, src, col, what):
     "`DataError` at the first id of `ids` that is not in `known`."
     bad = ~ids.isin(known)
-    if bad.any(): src.fail(bad, col, f"{'an' if what[0] in 'aeiou' else 'a'} {what} id listed in the {what}s table", ids)
+    if bad.any(): src.fail(bad, col, f"an id listed in the {what}s table", ids)
 
 def _sort_interactions(inter: pd.DataFrame) -> pd.DataFrame:
     "Sort by (user_id, timestamp), stably (ties keep file order); fresh 0..n-1 index."
@@ -162,9 +161,8 @@ def read_atomic(fn) -> tuple[pd.DataFrame, dict]:
         name, sep, typ = h.partition(':')
         if not sep or not name: raise DataError(fn, 1, h, "a header field 'name:type'", h)
         types[name] = typ
-    df = pd.read_csv(fn, sep='\t', dtype=str, keep_default_na=False, quoting=3, header=0, names=list(types),
-                     engine='c', na_filter=False)
-    return df, types
+    return pd.read_csv(fn, sep='\t', dtype=str, keep_default_na=False, quoting=3, header=0, names=list(types),
+                       engine='c', na_filter=False), types
 
 # %% ../nbs/00_data.ipynb #84c968f1
 def ml100k_dir() -> Path:
@@ -177,9 +175,10 @@ def ml100k_dir() -> Path:
 
 # %% ../nbs/00_data.ipynb #938571e2
 def load_ml100k(path=None) -> Tables:
-    "MovieLens-100K as `Tables`, from RecBole's atomic files (`ml-100k.user/.item/.inter`) in `path` (default: the recbole package)."
+    "MovieLens-100K as `Tables` from RecBole's atomic files `ml-100k.user/.item/.inter` in `path` (default: recbole's)."
     d = Path(path) if path is not None else ml100k_dir()
-    (u, su), (i, si), (x, sx) = ((read_atomic(f)[0], _Src(str(f))) for f in (d / f'ml-100k.{e}' for e in ('user', 'item', 'inter')))
+    (u, su), (i, si), (x, sx) = ((read_atomic(f)[0], _Src(str(f)))
+                                 for f in (d / f'ml-100k.{e}' for e in ('user', 'item', 'inter')))
     _require(u, ['user_id', 'age', 'gender', 'occupation', 'zip_code'], su)
     _require(i, ['item_id', 'movie_title', 'release_year', 'class'], si)
     _require(x, ['user_id', 'item_id', 'rating', 'timestamp'], sx)
@@ -187,17 +186,19 @@ def load_ml100k(path=None) -> Tables:
     if (age != np.round(age)).any(): su.fail(age != np.round(age), 'age', 'a whole number of years', u['age'])
     users = pd.DataFrame({'user_id': _ids(u, 'user_id', su, 'user'), 'age': age.astype('int64'), 'gender': u['gender'],
                           'occupation': u['occupation'], 'zip_code': u['zip_code']})
-    items = pd.DataFrame({'item_id': _ids(i, 'item_id', si, 'item'), 'title': _nonempty(i, 'movie_title', si, 'a non-empty title'),
+    items = pd.DataFrame({'item_id': _ids(i, 'item_id', si, 'item'),
+                          'title': _nonempty(i, 'movie_title', si, 'a non-empty title'),
                           'year': i['release_year'], 'genres': i['class']})
-    _known(x['user_id'], users['user_id'], sx, 'user_id', 'user'); _known(x['item_id'], items['item_id'], sx, 'item_id', 'item')
-    inter = pd.DataFrame({'user_id': x['user_id'], 'item_id': x['item_id'], 'rating': _to_float(x['rating'], sx, 'rating'),
+    for c, t, w in (('user_id', users, 'user'), ('item_id', items, 'item')): _known(x[c], t[c], sx, c, w)
+    inter = pd.DataFrame({'user_id': x['user_id'], 'item_id': x['item_id'],
+                          'rating': _to_float(x['rating'], sx, 'rating'),
                           'timestamp': _to_seconds(x['timestamp'], sx, 'timestamp')})
     return Tables(users, items, _sort_interactions(inter), 'ml-100k')
 
 # %% ../nbs/00_data.ipynb #041c8f0f
 @dataclass
 class Split:
-    "A time-ordered leave-one-out split: interaction rows for train/valid/test, and the seeded negatives of each test user."
+    "A time-ordered leave-one-out split: interaction rows for train/valid/test, and each test user's seeded negatives."
     train: pd.DataFrame      # interaction rows (same columns as `Tables.interactions`)
     valid: pd.DataFrame      # one row per user with >= 3 interactions: the second to last
     test: pd.DataFrame       # one row per user with >= 3 interactions: the last
@@ -211,7 +212,7 @@ class Split:
 
 # %% ../nbs/00_data.ipynb #7a9543f0
 def _keyed_draw(rng, rows, pairs, bi, n_items, n_neg, block):
-    "For users `rows` who touched much of the catalogue: a random key per item, +inf where touched, the `n_neg` smallest win."
+    "For users `rows` who touched much of the catalogue: a random key per item, +inf if touched; `n_neg` smallest win."
     out = np.empty((len(rows), n_neg), np.int64)
     step = max(1, block // max(n_items, 1))
     for lo in range(0, len(rows), step):
@@ -227,8 +228,7 @@ def _keyed_draw(rng, rows, pairs, bi, n_items, n_neg, block):
     return out
 
 def _rejection_draw(rng, rows, pairs, bi, n_items, n_neg, m):
-    """`m` uniform draws for each user of `rows` (ascending); the first `n_neg` that the user never touched and that repeat
-    no earlier draw win, in draw order. Returns (picks of the rows that got `n_neg`, bool mask of those rows)."""
+    "First `n_neg` new untouched items of `m` uniform draws per user of `rows` (ascending); (picks, served-rows mask)."
     bm = int(m - 1).bit_length()
     draws = rng.integers(0, n_items, (len(rows), m))
     c = np.sort((rows[:, None] << (bi + bm)) | (draws << bm) | np.arange(m), axis=1)   # by (user, item, draw number)
@@ -245,7 +245,7 @@ def _rejection_draw(rng, rows, pairs, bi, n_items, n_neg, m):
 # %% ../nbs/00_data.ipynb #5b1c2d90
 def sample_negatives(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int, n_neg: int = 99,
                      seed: int = 0, block: int = 1 << 22) -> np.ndarray:
-    "`n_neg` distinct item indices per user (int64 [n_users, n_neg]) that the user never touched, drawn uniformly with `seed`."
+    "`n_neg` distinct untouched item indices per user (int64 [n_users, n_neg]), drawn uniformly with `seed`."
     out = np.empty((n_users, n_neg), dtype=np.int64)
     if n_neg == 0 or n_users == 0: return out
     bi = int(n_items).bit_length()
@@ -254,10 +254,10 @@ def sample_negatives(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n
     touched = np.bincount(pairs >> bi, minlength=n_users); free = n_items - touched
     if (free < n_neg).any():
         u = int(np.flatnonzero(free < n_neg)[0])
-        raise ValueError(f'user index {u} touched {touched[u]} of {n_items} items: fewer than n_neg={n_neg} left to sample')
+        raise ValueError(f'user index {u} touched {touched[u]} of {n_items} items: fewer than n_neg={n_neg} left')
     rng = np.random.default_rng(seed)
     dense = (2 * touched > n_items) | (free < 2 * n_neg)   # rejection would waste most draws: keyed draw instead
-    need = np.ceil(n_neg * n_items / (free - n_neg / 2) + 8).astype(np.int64)   # about the draws expected (short: retried)
+    need = np.ceil(n_neg * n_items / (free - n_neg / 2) + 8).astype(np.int64)   # ~ the draws expected (short: retried)
     todo = np.flatnonzero(~dense)
     while len(todo):
         m = int(need[todo].max()); step = max(1, block // m); miss = []
@@ -276,7 +276,7 @@ def leave_one_out(tables: Tables,  # the dataset
                   n_neg: int = 99,  # negative candidates per test user (direct recommendation)
                   seed: int = 0,    # seed of the negative draw
                  ) -> Split:
-    "Per user by time: last interaction = test, second to last = valid, rest = train; users with < 3 interactions stay in train only."
+    "Per user by time: last interaction = test, second to last = valid, rest = train; users with < 3 stay in train."
     x = _sort_interactions(tables.interactions)
     g = x.groupby('user_id', sort=False)
     back = g.cumcount(ascending=False).to_numpy()   # 0 = the user's last interaction
@@ -308,9 +308,10 @@ def _atomic_dir(folder, write):
 
 SPLIT_FILES = ('train', 'valid', 'test', 'negatives')  # parquet files of a saved split, beside split.json
 
+
+# %% ../nbs/00_data.ipynb #de8c824a
 @patch
-def save(self: Split,
-         folder):  # where to write train/valid/test/negatives.parquet and split.json (replaced atomically)
+def save(self: Split, folder):  # where to write train/valid/test/negatives.parquet and split.json (replaced atomically)
     "Save the split (parquet + `split.json` with seed and counts), atomically."
     n_neg = len(self.negatives['items'].iat[0]) if len(self.negatives) else 0
     meta = dict(seed=int(self.seed), n_neg=n_neg, **{k: len(getattr(self, k)) for k in SPLIT_FILES})
@@ -320,15 +321,15 @@ def save(self: Split,
     return _atomic_dir(folder, write)
 
 @patch(cls_method=True)
-def load(cls: Split,
-         folder):  # a folder written by `Split.save`
+def load(cls: Split, folder):  # a folder written by `Split.save`
     "Load a split saved with `Split.save`, checking the counts recorded in `split.json`."
     folder = Path(folder); fj = folder / 'split.json'
     if not fj.exists(): raise DataError(fj, None, None, 'a split.json written by Split.save')
     meta = json.loads(fj.read_text())
     parts = {k: pd.read_parquet(folder / f'{k}.parquet') for k in SPLIT_FILES}
     for k, df in parts.items():
-        if len(df) != meta[k]: raise DataError(folder / f'{k}.parquet', None, None, f'{meta[k]} rows (split.json)', len(df), 'row')
+        if len(df) != meta[k]:
+            raise DataError(folder / f'{k}.parquet', None, None, f'{meta[k]} rows (split.json)', len(df), 'row')
     parts['negatives']['items'] = [list(map(str, v)) for v in parts['negatives']['items']]
     return cls(**parts, seed=meta['seed'])
 

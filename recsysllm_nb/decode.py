@@ -221,13 +221,30 @@ def generate_entities(model,                   # GLMForCausalLM or RecAdapterFor
     res = _best_hits(prompts, gen, scores, rows, trie, sids, k, valid_only, exclude_seen, tokenizer)
     return res[0] if single else res
 
+# %% ../nbs/09a_decode.ipynb #bcee0da5
+def _candidate_batch(seqs, prompt: Prompt, sids: SpecialIds, layout: str):
+    "Part B of each candidate (`[sop]` + its tokens, right-padded): ids, targets (+ `[eop]`), positions, real, lengths."
+    lens = np.array([len(s) + 1 for s in seqs]); C, Lb = len(seqs), int(lens.max())
+    real = np.arange(Lb)[None, :] < lens[:, None]
+    first = np.cumsum(lens) - lens                       # each candidate is one Part B span: [sop] + its tokens
+    ent = np.repeat(np.arange(C), lens); ent[first] = -1  # one entity per span ([sop] is no entity)
+    start = np.zeros(len(ent), bool); start[first] = True
+    inp, tgt = np.full((C, Lb), sids.pad, np.int64), np.full((C, Lb), -100, np.int64)
+    pos = np.zeros((C, 2 if layout == 'glm' else 3, Lb), np.int64)
+    inp[real] = np.concatenate([(sids.sop,) + s for s in seqs])
+    tgt[real] = np.concatenate([s + (sids.eop,) for s in seqs])
+    pos[:, 0][real] = prompt.mask_pos; pos[:, 1][real] = part_b_intra(continues_entity(ent), start)
+    if layout != 'glm': pos[:, 2] = prompt.part_b_base(layout, Lb)
+    return inp, tgt, pos, real, lens
+
+
 # %% ../nbs/09a_decode.ipynb #f1e3fab3
-def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # candidate keys, e.g. 1 positive + 99 negatives
+def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # keys, e.g. 1 positive + 99 negatives
                     sids: SpecialIds,
                     batch_size: int = 32,        # candidates per forward pass (batched by length: little padding)
                     per_token: bool = False      # mean log-likelihood per token instead of the sum
                    ) -> list:                    # list[Hit], best first (ties keep the order of `candidates`)
-    "Score candidates by the log-likelihood of `tokens + [eop]` after Part A and `[sop]`, without generation; Part A runs once and its KV cache serves every candidate."
+    "Score candidates by the log-likelihood of `tokens + [eop]` after Part A and `[sop]`, without generation."
     cands = [str(c) for c in candidates]
     missing = [c for c in cands if c not in trie.tokens_of]
     if missing: raise KeyError(f'rank_candidates: candidate key(s) {missing[:5]} are not in the entity pool')
@@ -241,21 +258,14 @@ def rank_candidates(model, prompt: Prompt, trie: EntityTrie, candidates,  # cand
     for c0 in range(0, len(by_len), batch_size):
         chunk = by_len[c0:c0 + batch_size]
         seqs = [trie.tokens_of[c] for c in chunk]
-        lens = np.array([len(s) + 1 for s in seqs]); C, Lb = len(chunk), int(lens.max())
-        real = np.arange(Lb)[None, :] < lens[:, None]
-        first = np.cumsum(lens) - lens                       # each candidate is one Part B span: [sop] + its tokens
-        ent = np.repeat(np.arange(C), lens); ent[first] = -1  # one entity per span ([sop] is no entity)
-        start = np.zeros(len(ent), bool); start[first] = True
-        inp, tgt = np.full((C, Lb), sids.pad, np.int64), np.full((C, Lb), -100, np.int64)
-        pos = np.zeros((C, 2 if layout == 'glm' else 3, Lb), np.int64)
-        inp[real] = np.concatenate([(sids.sop,) + s for s in seqs]); tgt[real] = np.concatenate([s + (sids.eop,) for s in seqs])
-        pos[:, 0][real] = prompt.mask_pos; pos[:, 1][real] = part_b_intra(continues_entity(ent), start)
-        if layout != 'glm': pos[:, 2] = prompt.part_b_base(layout, Lb)
+        inp, tgt, pos, real, lens = _candidate_batch(seqs, prompt, sids, layout)
+        C = len(chunk)
         with torch.no_grad():
             cache = copy.deepcopy(a_cache); cache.batch_repeat_interleave(C)
-            logits = model(input_ids=t(inp), position_ids=t(pos), prefix_len=t(np.full(C, la)), cache=cache, use_cache=True,
-                           attention_mask=t(np.concatenate([np.ones((C, la), np.int64), real], 1))).logits[t(real)].float()
             # only the real positions, and log p = logit - logsumexp: no second [tokens, vocab] tensor
+            mask = t(np.concatenate([np.ones((C, la), np.int64), real], 1))
+            logits = model(input_ids=t(inp), position_ids=t(pos), prefix_len=t(np.full(C, la)), cache=cache,
+                           use_cache=True, attention_mask=mask).logits[t(real)].float()
             lp = logits.gather(1, t(tgt[real])[:, None])[:, 0] - torch.logsumexp(logits, -1)
             s = torch.zeros(C, dtype=lp.dtype, device=dev).index_add_(0, t(np.repeat(np.arange(C), lens)), lp)
         if per_token: s = s / t(lens)

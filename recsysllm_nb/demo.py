@@ -61,7 +61,8 @@ def step_tokenizer(out: Path):
     "The demo tokenizer: byte-level BPE trained offline on the training text (cached in out/tokenizer)."
     t0 = time.perf_counter()
     tok = demo_tokenizer(Path(out) / 'tokenizer')
-    print(f'\n== Tokenizer: {len(tok):,} tokens ({time.perf_counter() - t0:.1f} s), cached in {Path(out) / "tokenizer"}')
+    print(f'\n== Tokenizer: {len(tok):,} tokens ({time.perf_counter() - t0:.1f} s), '
+          f'cached in {Path(out) / "tokenizer"}')
     return tok
 
 def step_model(out: Path,
@@ -82,7 +83,8 @@ def step_model(out: Path,
     rank = lora_rank if init == 'pretrained' else 0
     if rank: m = apply_lora(m, rank, token_indices=new, seed=seed)
     n, total = trainable_parameters(m)
-    name = f"{Path(model).name}{' random weights' if init == 'random' else ''}{f' + LoRA r={rank}' if rank else ', full'}"
+    name = (f"{Path(model).name}{' random weights' if init == 'random' else ''}"
+            f"{f' + LoRA r={rank}' if rank else ', full'}")
     print(f'\n== Model: {name} ({time.perf_counter() - t0:.1f} s): {n:,} of {total:,} parameters train; '
           f'layout {PRETRAINED_LAYOUT!r}, tokenizer {len(tok):,} tokens')
     return dict(model=m, tokenizer=tok, name=name, lora_rank=rank)

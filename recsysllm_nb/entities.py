@@ -93,7 +93,7 @@ def _encode(tokenizer, texts):
     return ids, [np.asarray(o, np.int64).reshape(-1, 2) for o in enc['offset_mapping']]
 
 def _encode_cut(tokenizer, texts, cuts):
-    """Tokenize each text cut at its char positions `cuts[i]` (every piece on its own, one batched call); offsets back in
+    """Tokenize each text cut at its char positions `cuts[i]` (every piece on its own, one batched call); offsets in
     the text's coordinates. A zero-width token the tokenizer inserts at the start of a piece (a SentencePiece '▁' before
     a piece that does not start with a space) is dropped: it stands for no character of the text."""
     bounds = [[0] + sorted(c) + [len(t)] for t, c in zip(texts, cuts)]
@@ -161,7 +161,7 @@ def tokenize_samples(samples: list,        # `TextSample`s (text + entity and se
     Rule: a token belongs to entity k iff all its non-whitespace characters lie inside k's char span; a whitespace-only
     token iff all its characters do; a zero-width token iff it sits strictly inside k. A token whose non-whitespace
     characters lie partly inside an entity straddles it: with `on_straddle='split'` that sample is re-tokenized with its
-    text cut at the straddled boundaries (moved left past whitespace, so ' Toy' keeps its space), else a `ValueError`."""
+    text cut at the straddled boundaries (moved left past whitespace, so ' Toy' keeps its space), else `ValueError`."""
     if not getattr(tokenizer, 'is_fast', False):
         raise TypeError(f'tokenize_samples needs a fast tokenizer (char offsets); got {type(tokenizer).__name__}')
     if on_straddle not in ('split', 'error'):
@@ -227,7 +227,7 @@ def check_units(sample: TextSample,      # the `TextSample`
                 tokenizer=None,          # the tokenizer, to check that entity tokens decode back to the entity's text
                 ignore_case=False,       # compare decoded text case-insensitively (lowercasing tokenizers)
                ) -> TokenizedSample:
-    """Assert the unit invariants of `ts` (the tokenization of `sample`): every entity is one contiguous run of >= 1 tokens,
+    """Assert the unit invariants of `ts` (`sample` tokenized): every entity is one contiguous run of >= 1 tokens,
     whose non-whitespace characters lie inside the entity and cover all of its non-whitespace characters; no plain token
     has a non-whitespace character inside an entity; with `tokenizer`, the entity's tokens decode to its text modulo
     whitespace (and case, with `ignore_case`; skipped where an unknown token stands in). Returns `ts`."""
@@ -237,7 +237,7 @@ def check_units(sample: TextSample,      # the `TextSample`
     assert (sp[:, 0] == np.r_[0, sp[:-1, 1]]).all() and (n == 0
                                                          or sp[-1, 1] == n), f'{who}: units do not partition the stream'
     k = sp[:, 2][sp[:, 2] >= 0]
-    assert len(k) == len(set(k.tolist())) == len(sample.entities), f'{who}: some entity has no token or is split in two units'
+    assert len(k) == len(set(k.tolist())) == len(sample.entities), f'{who}: some entity has no token or spans two units'
     owner = np.full(len(text), -1)                       # entity of each char
     for i, e in enumerate(sample.entities): owner[e.start:e.end] = i
     for t, ((a, z), ent) in enumerate(zip(ts.offsets.tolist(), ts.entity.tolist())):
@@ -255,5 +255,6 @@ def check_units(sample: TextSample,      # the `TextSample`
             want = ''.join(text[e.start:e.end].split())
             # WordPiece: entity starts inside a word
             if got.startswith('##') and not want.startswith('##'): got = got[2:]
-            assert (got.lower() == want.lower()) if ignore_case else (got == want), f'{who}: entity {i} decodes to {got!r}, not {want!r}'
+            same = (got.lower() == want.lower()) if ignore_case else (got == want)
+            assert same, f'{who}: entity {i} decodes to {got!r}, not {want!r}'
     return ts

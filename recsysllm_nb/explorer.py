@@ -54,7 +54,8 @@ class Explorer:
                  n_items: int = 20,        # items of the user's history put into the text
                  cache_dir=None):          # where trained tokenizers are saved (default: memory only)
         self.user, self.level, self.ratio, self.seed, self.shuffle = str(user), level, ratio, seed, shuffle
-        self.mode, self.tokenizer_kind, self.text, self.n_items, self.cache_dir = mode, tokenizer_kind, text, n_items, cache_dir
+        self.mode, self.tokenizer_kind, self.text = mode, tokenizer_kind, text
+        self.n_items, self.cache_dir = n_items, cache_dir
         self.tables = load_ml100k() if tables is None else tables
         self.split = leave_one_out(self.tables) if split is None else split
         self.names = item_names(self.tables.items)
@@ -257,7 +258,7 @@ def position_html(self: Explorer, max_cols: int | None = None) -> str:
 # %% ../nbs/14_explorer.ipynb #33f06edc
 @patch
 def widget(self: Explorer, max_cols: int | None = None):  # position table columns (`table_cols`); None: all
-    "The ipywidgets explorer over this state: controls on top, then the token strip, the position table and the attention mask."
+    "The ipywidgets explorer over this state: controls, then the token strip, position table and attention mask."
     import ipywidgets as W
     lay = dict(style={'description_width': '70px'})
     c = dict(user=W.Dropdown(options=self.user_ids, value=str(self.user), description='user', **lay),
@@ -269,9 +270,10 @@ def widget(self: Explorer, max_cols: int | None = None):  # position table colum
                                      description='Part B', **lay),
              mode=W.ToggleButtons(options=[('RecSysLLM', 'recsysllm'), ('GLM-compatible', 'glm')], value=self.mode,
                                   description='mode', **lay),
-             tokenizer_kind=W.Dropdown(options=TOKENIZER_KINDS, value=self.tokenizer_kind, description='tokenizer', **lay),
+             tokenizer_kind=W.Dropdown(options=TOKENIZER_KINDS, value=self.tokenizer_kind, description='tokenizer',
+                                       **lay),
              text=W.Textarea(value=self.text, description='text', continuous_update=False, layout=W.Layout(width='95%'),
-                             placeholder='paste text with ⟨features⟩ and ⟦items⟧ marked (empty: the user above)', **lay))
+                             placeholder='paste text with ⟨features⟩ and ⟦items⟧ marked (empty: user above)', **lay))
     v = dict(error=W.HTML(''), strip=W.HTML(self.strip_html, layout=W.Layout(width='98%')),
              table=W.HTML(layout=W.Layout(width='98%')),
              attention=W.Image(format='png', layout=W.Layout(width='320px', min_width='320px', object_fit='contain')))

@@ -54,16 +54,18 @@ class ModelShape:
         h, f = self.hidden, self.ffn
         if self.family == 'llama':
             kv = (self.kv_heads or self.heads) * (h // self.heads)
-            return dict(q_proj=(h, h), k_proj=(h, kv), v_proj=(h, kv), o_proj=(h, h), gate_proj=(h, f), up_proj=(h, f), down_proj=(f, h))
-        if self.family == 'gpt2': return {'c_attn': (h, 3 * h), 'attn.c_proj': (h, h), 'c_fc': (h, f), 'mlp.c_proj': (f, h)}
+            return dict(q_proj=(h, h), k_proj=(h, kv), v_proj=(h, kv), o_proj=(h, h),
+                        gate_proj=(h, f), up_proj=(h, f), down_proj=(f, h))
+        if self.family == 'gpt2': return {'c_attn': (h, 3 * h), 'attn.c_proj': (h, h),
+                                          'c_fc': (h, f), 'mlp.c_proj': (f, h)}
         return dict(query_key_value=(h, 3 * h), dense=(h, h), dense_h_to_4h=(h, f), dense_4h_to_h=(f, h))
 
     def param_counts(self) -> dict:
-        "'linear': the block matrices (what LoRA adapts and bitsandbytes quantizes); 'other': embeddings, norms, biases."
+        "'linear': the block matrices (what LoRA adapts, bitsandbytes quantizes); 'other': embeddings, norms, biases."
         lin = self.linears()
         w = self.n_layers * sum(i * o for i, o in lin.values())
         qkv = ('query_key_value', 'q_proj', 'k_proj', 'v_proj', 'c_attn')
-        b = self.n_layers * sum(o for n, (_, o) in lin.items() if self.bias == 'all' or (self.bias == 'qkv' and n in qkv))
+        b = self.n_layers * sum(o for n, (_, o) in lin.items() if self.bias == 'all' or self.bias == 'qkv' and n in qkv)
         norms = (2 * self.n_layers + 1) * self.hidden * (2 if self.layer_norm else 1)
         emb = self.vocab * self.hidden * (1 if self.tied else 2) + self.n_position_tables * self.positions * self.hidden
         other = b + norms + emb + self.extra
@@ -104,7 +106,7 @@ def lora_params(shape: ModelShape, rank: int = 8, targets=None) -> int:
     return shape.n_layers * sum(rank * sum(lin[t]) for t in targets)
 
 # %% ../nbs/08a_lora_gpu.ipynb #46580df6
-NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)   # per weight: packed 4-bit value, 8-bit absmax per 64, fp32 absmax per 256 blocks
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)   # per weight: 4-bit value, 8-bit absmax per 64, fp32 absmax per 256 blocks
 
 def nf4_bytes(model) -> int:
     "Bytes held by the bitsandbytes 4-bit weights of `model` and their quantization constants (measured)."

@@ -21,8 +21,7 @@ LEVELS = ('entity', 'sentence', 'document')  # the three objectives, with mask t
 class MaskConfig:
     "How `mask_sample` corrupts a sample. Defaults: RecSysLLM (entity-aware, chronological) on GLM-10B's objective mix."
     ratio: float = 0.15                   # fraction of the tokens covered at entity and sentence level
-    # entity level: span lengths (in units) follow a zero-truncated Poisson(lambda)
-    poisson_lambda: float = 3.0
+    poisson_lambda: float = 3.0           # entity level: span lengths (units) follow a zero-truncated Poisson(lambda)
     max_span_units: int = 39              # ... capped at this many units (GLM draws lengths 1..39)
     level_probs: tuple = (0.5, 0.3, 0.2)  # probabilities of the entity / sentence / document objectives
     doc_min_ratio: float = 0.5            # document level: the span covers at least this fraction of the text ...
@@ -44,7 +43,8 @@ class MaskConfig:
             raise ValueError(f'MaskConfig needs 0 < doc_min_ratio <= doc_max_ratio <= 1, got {self.doc_min_ratio}, '
                              f'{self.doc_max_ratio}')
         k = np.arange(1, self.max_span_units + 1)
-        pmf = np.exp(k * math.log(self.poisson_lambda) - self.poisson_lambda - np.array([math.lgamma(i + 1) for i in k]))
+        pmf = np.exp(k * math.log(self.poisson_lambda) - self.poisson_lambda
+                     - np.array([math.lgamma(i + 1) for i in k]))
         self.length_probs = pmf / pmf.sum()          # P(length = 1..max_span_units), the law GLM samples from
         self._len_cdf = np.cumsum(self.length_probs); self._len_cdf[-1] = 1.0
         self._len_mean = float((k * self.length_probs).sum())

@@ -49,9 +49,8 @@ def model_config(kind: str = 'glm',        # model family: one of MODEL_KINDS
                          embedding_dropout_prob=dropout, attention_dropout_prob=dropout, output_dropout_prob=dropout)
     extra = {}
     if 'intermediate_size' in s:
-        extra = dict(n_inner=s['intermediate_size']) if kind == 'gpt2' else dict(intermediate_size=s['intermediate_size'],
-                                                                               num_key_value_heads=max(1,
-                                                                                       s['num_heads'] // 4))
+        extra = (dict(n_inner=s['intermediate_size']) if kind == 'gpt2' else
+                 dict(intermediate_size=s['intermediate_size'], num_key_value_heads=max(1, s['num_heads'] // 4)))
     base = tiny_base_config(kind, vocab_size=vocab_size, hidden_size=s['hidden_size'], num_layers=s['num_layers'],
                             num_heads=s['num_heads'], max_positions=max_length, pad_token_id=pad_token_id, **extra)
     return RecAdapterConfig(base_config=base, max_intra=max_intra)

@@ -32,8 +32,8 @@ FIRST = ('no trained model in {path}. Train one first, for example by running th
 def load_model(path=DEMO_MODEL,  # folder of a saved model (`save_pretrained`): GLM, adapter or any causal LM
                tokenizer=None    # folder of its tokenizer (default: the model folder)
               ) -> tuple:        # (model in eval mode, tokenizer)
-    """A trained model and its tokenizer from local folders, or a registered pre-trained LLM as it is (zero-shot, with the
-    method's tokens and the pre-trained layout); a clear message of what to run first when there is none."""
+    """A trained model and its tokenizer from local folders, or a registered pre-trained LLM as it is (zero-shot, with
+    the method's tokens and the pre-trained layout); a clear message of what to run first when there is none."""
     if str(path) in PRETRAINED and not Path(path).exists():
         from recsysllm_nb.models import PRETRAINED_LAYOUT, PRETRAINED_PREFIX_LM
         from recsysllm_nb.adapter import RecAdapterForCausalLM

@@ -178,7 +178,7 @@ def run_experiments(tables: Tables, split: Split,
 
 # %% ../nbs/13_report.ipynb #b5831524
 @call_parse
-def recsysllm_eval(dataset: str = 'ml-100k',    # 'ml-100k', 'p5:<folder>' (P5 Amazon files), 'seq:<folder>' or 'tables:<folder>'
+def recsysllm_eval(dataset: str = 'ml-100k',    # ml-100k, p5:<folder> (P5 Amazon files), seq:<folder>, tables:<folder>
                    model: str = None,           # folder of the trained model (`save_pretrained`); none: baselines only
                    tokenizer: str = None,       # folder of its tokenizer (default: the model folder)
                    out: str = 'runs/eval',      # report folder (report.md, results.json, PNGs, config)

@@ -211,10 +211,10 @@ def load_sequences(folder,                          # folder holding the two fil
                    name: str | None = None,         # dataset name (default: the folder's name)
                    user_field: str = 'user',        # field of a sequence line holding the user id
                    items_field: str = 'items',      # field holding the time-ordered item ids
-                   gaps_field: str | None = 'delta_sec',  # field holding the gaps in seconds (None: no gaps, item i at second i)
-                   all_items: bool = False,         # keep items of items.json that no user has (default: only items of the sequences)
+                   gaps_field: str | None = 'delta_sec',  # gaps in seconds (None: no gaps, item i at second i)
+                   all_items: bool = False,         # also keep items no user has (default: only the sequences' items)
                   ) -> Tables:
-    "`Tables` from user sequences (JSON lines) and an item map (JSON): relative timelines from the gaps, decoded and capped titles, no ratings."
+    "`Tables` from user sequences (JSONL) and items (JSON): relative timelines, decoded capped titles, no ratings."
     d = Path(folder)
     fs, fi = d / sequences, d / items
     users, lines, sizes, its, gaps = _read_sequences(fs, user_field, items_field, gaps_field)
@@ -222,7 +222,8 @@ def load_sequences(folder,                          # folder holding the two fil
     if not set(map(type, its)) <= {str}:   # ids given as JSON numbers are fine (as strings); anything else is not
         bad = next((j for j, x in enumerate(its) if type(x) not in (str, int)), None)
         if bad is not None:
-            ln, j = _where(offsets, lines, bad); raise DataError(fs, ln, f'{items_field}[{j}]', 'an item id (a string)', its[bad])
+            ln, j = _where(offsets, lines, bad)
+            raise DataError(fs, ln, f'{items_field}[{j}]', 'an item id (a string)', its[bad])
         its = [str(x) for x in its]
     want = set(its)
     blank = {x for x in want if not x.strip()}

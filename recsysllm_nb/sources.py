@@ -51,7 +51,7 @@ def load_tables(items,                # items table: path or DataFrame with item
     for col in i.columns:
         if col not in ours: items_[str(col)] = i[col].to_numpy()
     if users is None:
-        users_ = pd.DataFrame({'user_id': _strings(x[c('user_id')]).str.strip().drop_duplicates().reset_index(drop=True)})
+        users_ = pd.DataFrame({'user_id': _strings(x[c('user_id')]).str.strip().drop_duplicates(ignore_index=True)})
     else:
         u, su = _read_table(users, 'users'); _require(u, ['user_id'], su, m)
         users_ = pd.DataFrame({'user_id': _ids(u, c('user_id'), su, 'user')})
@@ -159,21 +159,27 @@ def _p5_maps(fdm):
         out.append(m)
     return out
 
-def _p5_sequences(fseq, id2user, id2item):
-    "Rows (reviewer id, asin) of sequential_data.txt in file order, P5 ids mapped back; `DataError` on unknown ids."
-    users, items, seen = [], [], set()
-    with open(fseq, encoding='utf-8') as f:
+def _p5_id_lines(path, id2user, id2item, one_line_per_user: bool = False):
+    "(reviewer id, asins) of each line `user item item ...` of a P5 id file, mapped back; `DataError` on unknown ids."
+    seen = set()
+    with open(path, encoding='utf-8') as f:
         for ln, line in enumerate(f, 1):
             parts = line.split()
             if not parts: continue
             if parts[0] not in id2user:
-                raise DataError(fseq, ln, 'field 1 (user)', 'a user id listed in datamaps.json', parts[0])
-            if parts[0] in seen: raise DataError(fseq, ln, 'field 1 (user)', 'each user on one line only', parts[0])
-            seen.add(parts[0]); u = id2user[parts[0]]
-            for j, it in enumerate(parts[1:], 2):
-                if it not in id2item:
-                    raise DataError(fseq, ln, f'field {j} (item)', 'an item id listed in datamaps.json', it)
-                users.append(u); items.append(id2item[it])
+                raise DataError(path, ln, 'field 1 (user)', 'a user id listed in datamaps.json', parts[0])
+            if one_line_per_user and parts[0] in seen:
+                raise DataError(path, ln, 'field 1 (user)', 'each user on one line only', parts[0])
+            seen.add(parts[0])
+            bad = next((j for j, it in enumerate(parts[1:], 2) if it not in id2item), None)
+            if bad:
+                raise DataError(path, ln, f'field {bad} (item)', 'an item id listed in datamaps.json', parts[bad - 1])
+            yield id2user[parts[0]], [id2item[it] for it in parts[1:]]
+
+def _p5_sequences(fseq, id2user, id2item):
+    "Rows (reviewer id, asin) of sequential_data.txt in file order, P5 ids mapped back."
+    rows = list(_p5_id_lines(fseq, id2user, id2item, one_line_per_user=True))
+    users, items = [u for u, its in rows for _ in its], [it for _, its in rows for it in its]
     return pd.DataFrame({'user_id': pd.Series(users, dtype=str), 'item_id': pd.Series(items, dtype=str)})
 
 # %% ../nbs/00a_sources.ipynb #21d7a3ad
@@ -233,11 +239,11 @@ P5_FILES = ('sequential_data.txt', 'datamaps.json', 'meta.json.gz', 'review_spli
             'negative_samples.txt')
 
 # %% ../nbs/00a_sources.ipynb #9451f8cb
-def load_p5(folder,                  # folder with P5's files (sequential_data.txt, datamaps.json, meta.json.gz; reviews optional)
-            name: str | None = None, # dataset name (default: the folder's name)
-            missing_title: str = 'error',  # item without a title in meta.json.gz: 'error', or 'asin' to name it by its asin
+def load_p5(folder,                        # with sequential_data.txt, datamaps.json, meta.json.gz (reviews optional)
+            name: str | None = None,       # dataset name (default: the folder's name)
+            missing_title: str = 'error',  # item with no title in meta.json.gz: 'error', or 'asin' to use its asin
            ) -> Tables:
-    "`Tables` from P5's Amazon files: P5's numeric ids mapped back to reviewer ids and asins; reviews joined onto the sequences."
+    "`Tables` from P5's Amazon files: numeric ids mapped back to reviewer ids and asins; reviews joined onto sequences."
     d = Path(folder)
     for f in P5_FILES[:3]:
         if not (d / f).exists(): raise DataError(d / f, None, None, 'an existing file (P5 format)')
@@ -245,26 +251,27 @@ def load_p5(folder,                  # folder with P5's files (sequential_data.t
     x = _p5_sequences(d / 'sequential_data.txt', id2user, id2item)
     users = pd.DataFrame({'user_id': pd.Series([id2user[k] for k in sorted(id2user, key=_num)], dtype=str)})
     items = _p5_meta(d / 'meta.json.gz', [id2item[k] for k in sorted(id2item, key=_num)], missing_title)
-    x['pos'] = np.arange(len(x))
-    for fn in ('review_splits.pkl', 'exp_splits.pkl'):   # exp_splits only fills the explanations / features reviews lack
+    for fn in ('review_splits.pkl', 'exp_splits.pkl'):   # exp_splits only fills explanations / features reviews lack
         if not (d / fn).exists(): continue
         r, src = _p5_reviews(d / fn)
         if not len(r): continue
         r = r.rename(columns={'reviewerID': 'user_id', 'asin': 'item_id', 'reviewText': 'review'})
         r['user_id'], r['item_id'] = _strings(r['user_id']), _strings(r['item_id'])
         if 'overall' in r: r['rating'] = _to_float(r['overall'], src, 'overall', allow_missing=True)
-        if 'unixReviewTime' in r: r['timestamp'] = _to_seconds(r['unixReviewTime'], src, 'unixReviewTime', allow_missing=True)
+        if 'unixReviewTime' in r:
+            r['timestamp'] = _to_seconds(r['unixReviewTime'], src, 'unixReviewTime', allow_missing=True)
         new = [c for c in ('rating', 'timestamp', *INTERACTION_TEXT) if c in r.columns]
         r = r[['user_id', 'item_id'] + new].drop_duplicates(['user_id', 'item_id'])
-        r = x[['user_id', 'item_id']].merge(r, on=['user_id', 'item_id'], how='left', sort=False)  # aligned with x's rows
+        r = x[['user_id', 'item_id']].merge(r, on=['user_id', 'item_id'], how='left', sort=False)  # aligned with x
         for c in new:
             v = r[c].astype(object).where(r[c].notna() & (r[c].astype(str) != ''), None)
             x[c] = v if c not in x else x[c].astype(object).where(x[c].notna(), v)
     rating = x['rating'].astype('float64') if 'rating' in x else pd.Series(np.nan, index=x.index)
     ts = x['timestamp'].astype('float64') if 'timestamp' in x else pd.Series(np.nan, index=x.index)
-    ts = ts.groupby(x['user_id'], sort=False).transform(lambda s: s.ffill().bfill())   # a pair without a review: its neighbour's time
-    ts = ts.fillna(x.groupby('user_id', sort=False).cumcount().astype('float64'))       # a user without any review: sequence positions
-    out = pd.DataFrame({'user_id': x['user_id'], 'item_id': x['item_id'], 'rating': rating, 'timestamp': ts.astype('int64')})
+    ts = ts.groupby(x['user_id'], sort=False).transform(lambda s: s.ffill().bfill())  # unreviewed: previous, else next
+    ts = ts.fillna(x.groupby('user_id', sort=False).cumcount().astype('float64'))     # user never reviewed: 0, 1, 2...
+    out = pd.DataFrame({'user_id': x['user_id'], 'item_id': x['item_id'], 'rating': rating,
+                        'timestamp': ts.astype('int64')})
     for c in INTERACTION_TEXT:
         if c in x: out[c] = _strings(x[c])
     return Tables(users, items, _sort_interactions(out), name if name is not None else d.name)
@@ -275,34 +282,21 @@ def _num(k):
     return (0, int(k), '') if str(k).isdigit() else (1, 0, str(k))
 
 def load_p5_negatives(folder) -> pd.DataFrame:
-    ("P5's own `negative_samples.txt` as columns user_id, items (asins), P5 ids mapped back (for comparison only: "
-     "`leave_one_out` draws its own).")
+    "P5's `negative_samples.txt`: user_id, items (asins), ids mapped back (to compare; `leave_one_out` draws its own)."
     d = Path(folder); id2user, id2item = _p5_maps(d / 'datamaps.json'); f = d / 'negative_samples.txt'
-    rows = []
-    with open(f, encoding='utf-8') as fh:
-        for ln, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts: continue
-            if parts[0] not in id2user:
-                raise DataError(f, ln, 'field 1 (user)', 'a user id listed in datamaps.json', parts[0])
-            bad = [j for j, it in enumerate(parts[1:], 2) if it not in id2item]
-            if bad:
-                raise DataError(f, ln, f'field {bad[0]} (item)', 'an item id listed in datamaps.json',
-                                parts[bad[0] - 1])
-            rows.append((id2user[parts[0]], [id2item[it] for it in parts[1:]]))
+    rows = list(_p5_id_lines(f, id2user, id2item))
     return pd.DataFrame({'user_id': pd.Series([r[0] for r in rows], dtype=str), 'items': [r[1] for r in rows]})
 
 # %% ../nbs/00a_sources.ipynb #76e0843c
-def load_dataset(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazon files), 'tables:<folder>' (users/items/interactions .csv/.tsv/.parquet) or 'seq:<folder>' (sequences.jsonl + items.json)
+def load_dataset(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<dir>', 'tables:<dir>', 'seq:<dir>': see `recsysllm_data`
                  path: str | None = None,   # folder of the ml-100k atomic files (default: inside the recbole package)
                 ) -> Tables:
     "Load a dataset by name, as the command line names it."
     kind, _, where = dataset.partition(':')
     if kind == 'ml-100k': return load_ml100k(path or where or None)
     if kind == 'p5': return load_p5(where or path)
-    # user sequences + item map (recsysllm_nb.sequences); imported here, as sequences sits above this module
     if kind == 'seq':
-        from recsysllm_nb.sequences import load_sequences
+        from recsysllm_nb.sequences import load_sequences  # imported here: sequences sits above this module
         return load_sequences(where or path)
     if kind == 'tables':
         d = Path(where or path)
@@ -317,16 +311,17 @@ def load_dataset(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazo
 
 # %% ../nbs/00a_sources.ipynb #3d6333f4
 @call_parse
-def recsysllm_data(dataset: str = 'ml-100k',  # 'ml-100k', 'p5:<folder>' (P5 Amazon files), 'tables:<folder>' (users/items/interactions .csv/.tsv/.parquet) or 'seq:<folder>' (sequences.jsonl + items.json)
-                   # folder of the ml-100k atomic files (default: inside the installed recbole package)
-                   path: str = None,
-                   seed: int = 0,             # seed of the 99 negative candidates per user
-                   n_neg: int = 99,           # negative candidates per test user
-                   k: int = 0,                # keep the k-core first (0: no filtering)
-                   out: str = None,           # folder to save the split in (parquet + split.json, written atomically)
-                  ):
-    ("Load a dataset, split it by time (leave-one-out), print its statistics; the last line is the same as one JSON "
-     "object.")
+def recsysllm_data(
+    # 'ml-100k', 'p5:<folder>' (P5 Amazon files), 'tables:<folder>' (users/items/interactions .csv/.tsv/.parquet)
+    # or 'seq:<folder>' (sequences.jsonl + items.json)
+    dataset: str = 'ml-100k',
+    path: str = None,   # folder of the ml-100k atomic files (default: inside the installed recbole package)
+    seed: int = 0,      # seed of the 99 negative candidates per user
+    n_neg: int = 99,    # negative candidates per test user
+    k: int = 0,         # keep the k-core first (0: no filtering)
+    out: str = None,    # folder to save the split in (parquet + split.json, written atomically)
+):
+    "Load a dataset, split it by time (leave-one-out), print its statistics; the last line repeats them as JSON."
     t = load_dataset(dataset, path)
     if k: t = kcore(t, k)
     sp = leave_one_out(t, n_neg=n_neg, seed=seed)

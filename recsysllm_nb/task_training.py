@@ -131,14 +131,14 @@ def pretrain_with_tasks(tables: Tables, split: Split,
                         mask_config: MaskConfig | None = None,  # masking of the text (default RecSysLLM's)
                         block_ids: bool | None = None, # GLM block ids, not entity intra ids (default: the mask's)
                         model=None,                 # a model to train (e.g. a LoRA-wrapped base); default: a fresh GLM
-                        lora_rank: int = 0,         # recorded in the config (wrap `model` with `models.apply_lora` yourself)
-                        data: dict | None = None,   # `training_data(...)`, if already built (else built here, all users)
+                        lora_rank: int = 0,         # recorded in the config (wrap `model` with `apply_lora` yourself)
+                        data: dict | None = None,   # `training_data(...)` if already built (else built here, all users)
                         seed: int = 0, progress: bool = True,
                         logging_steps: int = 1,     # log the loss every this many steps
                         train_kw: dict | None = None,  # more `TrainConfig` fields (e.g. bf16=True on a GPU)
                         **data_kw                   # `training_data` options (families, n_per_user, users, check_leaks)
                        ) -> dict:
-    "Pre-train a GLM (or train `model`) on textualized histories mixed with seen-template task prompts; the model (LoRA merged), its folder, the losses."
+    "Pre-train a GLM (or `model`) on text histories + seen-template task prompts: model (LoRA merged), folder, losses."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     tok = demo_tokenizer(out / 'tokenizer') if tokenizer is None else tokenizer
     if data is None: data = training_data(tables, split, tok, max_length=max_length, seed=seed, **data_kw)

@@ -26,21 +26,21 @@ SLOTS = ('history', 'item', 'rating', 'feature', 'review', 'answer')
 
 @dataclass(frozen=True)
 class Template:
-    "One prompt of a task family: text with named `{slot}`s and exactly one `{answer}`; `seen=False` keeps it out of training."
+    "A task-family prompt: text with named `{slot}`s and exactly one `{answer}`; `seen=False` keeps it out of training."
     family: str   # one of `FAMILIES`
     id: str       # unique name, e.g. 'rating-1'
     text: str     # the prompt, with slots among `SLOTS`
     seen: bool = True  # True: used for training (and seen-template evaluation); False: zero-shot evaluation only
 
     def __post_init__(self):
-        if self.family not in FAMILIES: raise ValueError(f'template {self.id!r}: family {self.family!r} not in {FAMILIES}')
+        if self.family not in FAMILIES:
+            raise ValueError(f'template {self.id!r}: family {self.family!r} not in {FAMILIES}')
         names = [f for _, f, _, _ in string.Formatter().parse(self.text) if f is not None]
         bad = [f for f in names if f not in SLOTS]
         if bad: raise ValueError(f'template {self.id!r}: unknown slot(s) {bad}; slots are {SLOTS}')
         if names.count('answer') != 1: raise ValueError(f'template {self.id!r}: needs exactly one {{answer}} slot')
         if FAMILY_LEVEL[self.family] == 'document' and not self.text.endswith('{answer}'):
-            raise ValueError(f'template {self.id!r}: a {self.family} answer is long text masked with [gMASK]: '
-                             'the text must end with {answer}')
+            raise ValueError(f'template {self.id!r}: must end with {{answer}} ({self.family} answers are [gMASK] text)')
 
     @cached_property
     def parsed(self) -> list:
@@ -111,7 +111,7 @@ for _f, _ts in _T.items():   # a leading '*' marks an unseen (zero-shot) templat
 
 # %% ../nbs/10_tasks.ipynb #c6469193
 def render(template: Template,   # the template to fill
-           values: dict,         # slot -> plain str, an entity (surface, kind, key), or a list of entities (joined by `sep`);
+           values: dict,         # slot -> plain str, entity (surface, kind, key) or list of entities (joined by `sep`);
                                  # 'answer' -> (text, kind, key) with kind 'item', 'feature' or 'text' (plain)
            profile: list = (),   # sentences put before the template (`textualize.feature_sentences` of the user)
            user_id: str = '',
@@ -165,7 +165,8 @@ def family_support(tables: Tables, split: Split | None = None) -> dict:
         why = ''
         for c in FAMILY_COLUMNS[f]:
             if c not in x.columns: why = f"the interactions table has no '{c}' column"
-            elif (x[c].isna() | (x[c].astype(str).str.strip() == '')).all(): why = f"the interactions column '{c}' is empty"
+            elif (x[c].isna() | (x[c].astype(str).str.strip() == '')).all():
+                why = f"the interactions column '{c}' is empty"
             if why: break
         out[f] = why
     if split is not None and not sum(map(len, split.negatives['items'])):
@@ -183,9 +184,9 @@ def _rng(seed, *keys) -> np.random.Generator:
 
 def _draw_negatives(rng, pool: np.ndarray, avoid: tuple, k: int) -> list:
     """`k` distinct items of `pool` outside `avoid[0]` (the user's items and saved negatives), or outside `avoid[1]`
-    (the user's items) when too few are left (a tiny catalogue). Rejection sampling: the avoided set is a small part of the pool."""
+    (the user's items) if too few remain (tiny catalogue). Rejection sampling: `avoid` is a small part of `pool`."""
     avoid = avoid[0] if len(pool) - len(avoid[0]) >= k else avoid[1]
-    if len(pool) - len(avoid) < k: raise ValueError(f'direct: fewer than {k} untouched items left to draw training negatives from')
+    if len(pool) - len(avoid) < k: raise ValueError(f'direct: fewer than {k} untouched items for training negatives')
     out = []
     while len(out) < k:
         for i in pool[rng.integers(0, len(pool), 2 * k)].tolist():
@@ -195,7 +196,8 @@ def _draw_negatives(rng, pool: np.ndarray, avoid: tuple, k: int) -> list:
 
 def _eligible(t: Template, row: dict) -> bool:
     "Whether the target row can fill every slot of `t` (a feature word for `{feature}`, a rating for `{rating}`)."
-    return ('feature' not in t.slots or bool(row['feature'])) and ('rating' not in t.slots or not np.isnan(row['rating']))
+    return (('feature' not in t.slots or bool(row['feature']))
+            and ('rating' not in t.slots or not np.isnan(row['rating'])))
 
 @dataclass
 class _Draw:
@@ -253,8 +255,7 @@ def _user_tasks(r: _TaskRun, a: int, z: int) -> list:
     items, uid, out = tl['items'], tl['u'][a], []
     targets = [j for j in np.flatnonzero(tl['part'][a:z] == ('train', 'valid', 'test').index(r.split_name)).tolist()
                if j >= 1]                                                          # at least one earlier item
-    negs = r.negatives.get(uid, [])
-    touched = set(items[a:z].tolist())
+    negs, touched = r.negatives.get(uid, []), set(items[a:z].tolist())
     cands = sorted([items[a + targets[0]], *negs]) if targets and not train else []   # evaluation: positive + negs,
     cands = [cands[j] for j in _rng(r.seed, 'candidates', uid).permutation(len(cands))]  # order blind to the positive
     for f in r.fams:
@@ -282,26 +283,28 @@ def _user_tasks(r: _TaskRun, a: int, z: int) -> list:
 # %% ../nbs/10_tasks.ipynb #0619dc93
 def build_tasks(tables: Tables,            # the dataset (items name the items, users give the profile sentences)
                 split: Split,              # `leave_one_out(tables)`: the ONE split every family is built from
-                families=None,             # families to build (default: all five; those the data cannot feed are skipped with a warning)
+                families=None,             # default: all five; a family the data cannot feed is skipped with a warning
                 split_name: str = 'train', # 'train' | 'valid' | 'test'
-                seen: bool | None = None,  # templates: train uses seen ones only; evaluation: None = all, True = seen, False = unseen
-                n_per_user: int | None = 5,  # train: targets per user and family (None: every eligible training interaction)
+                seen: bool | None = None,  # train: seen templates only; evaluation: None all, True seen, False unseen
+                n_per_user: int | None = 5,  # train: targets per user and family (None: every eligible interaction)
                 seed: int = 0,             # every draw (targets, templates, negatives, candidate order) comes from it
                 n_history: int = 10,       # most recent items shown as the history
                 users=None,                # restrict to these user ids (default: all)
                 names: dict | None = None, # `item_names(tables.items)`, if already computed
                 profile: bool = True,      # start each prompt with the user's feature sentences (as `textualize`)
                ) -> list:                  # list[TaskSample], by user then family (in `FAMILIES` order)
-    "Prompts of the task families from one split: training prompts see only training interactions, evaluation ones only earlier history."
-    if split_name not in ('train', 'valid', 'test'): raise ValueError(f"split_name must be 'train', 'valid' or 'test', got {split_name!r}")
+    "Task prompts from one split: training prompts see only training interactions, evaluation ones only prior history."
+    if split_name not in ('train', 'valid', 'test'):
+        raise ValueError(f"split_name must be 'train', 'valid' or 'test', got {split_name!r}")
     train = split_name == 'train'
-    if train and seen is False: raise ValueError('training uses seen templates only: seen=False is for zero-shot evaluation')
+    if train and seen is False: raise ValueError('training uses seen templates only (seen=False: zero-shot evaluation)')
     fams = list(FAMILIES if families is None else [families] if isinstance(families, str) else families)
     bad = [f for f in fams if f not in FAMILIES]
     if bad: raise ValueError(f'unknown task families {bad}; expected some of {FAMILIES}')
     support = family_support(tables, None if train else split)
     for f in fams:
-        if support[f]: warnings.warn(f"{f} tasks skipped for {tables.name or 'this dataset'}: {support[f]}", TaskSkipped, stacklevel=2)
+        if support[f]: warnings.warn(f"{f} tasks skipped for {tables.name or 'this dataset'}: {support[f]}",
+                                     TaskSkipped, stacklevel=2)
     fams = [f for f in fams if not support[f]]
     names = item_names(tables.items) if names is None else names
     negatives = dict(zip(split.negatives['user_id'].astype(str), map(list, split.negatives['items'])))
@@ -314,10 +317,11 @@ def build_tasks(tables: Tables,            # the dataset (items name the items, 
 
 # %% ../nbs/10_tasks.ipynb #87286b42
 def for_candidate(ts: TaskSample, item_id: str, names: dict) -> TaskSample:
-    "A direct yes/no evaluation sample re-asked about candidate `item_id` (answer 'yes' iff it is the positive `ts.item_id`)."
+    "The direct yes/no sample `ts` re-asked about candidate `item_id` ('yes' iff it is the positive `ts.item_id`)."
     t = TEMPLATES[ts.template_id]
-    if ts.family != 'direct' or t.choose: raise ValueError(f'for_candidate: {ts.template_id!r} is not a direct yes/no template')
-    v = dict(ts.values, item=(names[item_id], 'item', item_id), answer=('yes' if item_id == ts.item_id else 'no', 'text', ''))
+    if ts.family != 'direct' or t.choose: raise ValueError(f'{ts.template_id!r} is not a direct yes/no template')
+    v = dict(ts.values, item=(names[item_id], 'item', item_id),
+             answer=('yes' if item_id == ts.item_id else 'no', 'text', ''))
     s, (b, e) = render(t, v, v['profile'], ts.user_id)
     return replace(ts, sample=s, answer=(b, e), answer_text=s.text[b:e], values=v)
 
@@ -327,9 +331,8 @@ def leaks(samples: list,               # TaskSamples to check (usually the train
           names: dict,                 # `item_names(tables.items)`
          ) -> list:                    # [(sample index, user_id, item_id, where)]
     "Every place a held-out (user, item) pair shows in a prompt of the same user."
-    ho = {}
-    for uu, ii in zip(held_out['user_id'].astype(str), held_out['item_id'].astype(str)): ho.setdefault(uu, set()).add(ii)
-    out = []
+    ho, out = {}, []
+    for uu, ii in zip(held_out.user_id.astype(str), held_out.item_id.astype(str)): ho.setdefault(uu, set()).add(ii)
     for k, x in enumerate(samples):
         bad = ho.get(x.user_id)
         if not bad: continue

@@ -28,12 +28,10 @@ class Entity:
 
 @dataclass
 class TextSample:
-    ("A textualized user: text, entity spans (sorted, non-overlapping), sentence spans (no boundary inside an entity), "
-     "user id.")
+    "A textualized user: text, entity spans (sorted, disjoint), sentence spans (no boundary inside an entity), user id."
     text: str
     entities: list[Entity]            # sorted by start, non-overlapping
-    # char spans of the sentences, sorted, non-overlapping, covering the text up to whitespace
-    sentences: list[tuple[int, int]]
+    sentences: list[tuple[int, int]]  # char spans, sorted, non-overlapping, covering the text up to whitespace
     user_id: str = ''
 
     def surface(self, i: int) -> str:
@@ -48,17 +46,18 @@ class TextSample:
 def check_sample(s: TextSample) -> TextSample:
     "Raise `ValueError` (saying which span and why) unless `s` keeps the `TextSample` invariants; return `s`."
     n, prev = len(s.text), 0
+    err = lambda m: ValueError(f'user {s.user_id!r}: {m}')
     for i, e in enumerate(s.entities):
         if not (prev <= e.start < e.end <= n):
-            raise ValueError(f'user {s.user_id!r}: entity {i} {e} is empty, out of the text (len {n}) or overlaps the previous one')
-        if e.kind not in ('feature', 'item'): raise ValueError(f"user {s.user_id!r}: entity {i} has kind {e.kind!r}, expected 'feature' or 'item'")
+            raise err(f'entity {i} {e} is empty, out of the text (len {n}) or overlaps the previous one')
+        if e.kind not in ('feature', 'item'): raise err(f"entity {i} has kind {e.kind!r}, expected 'feature' or 'item'")
         prev = e.end
     prev = 0
     for j, (a, b) in enumerate(s.sentences):
-        if not (prev <= a < b <= n): raise ValueError(f'user {s.user_id!r}: sentence {j} {(a, b)} is empty, out of the text or overlaps the previous one')
-        if s.text[prev:a].strip(): raise ValueError(f'user {s.user_id!r}: text before sentence {j} is not whitespace: {s.text[prev:a]!r}')
+        if not (prev <= a < b <= n): raise err(f'sentence {j} {(a, b)} is empty, out of the text or overlaps another')
+        if s.text[prev:a].strip(): raise err(f'text before sentence {j} is not whitespace: {s.text[prev:a]!r}')
         prev = b
-    if s.text[prev:].strip(): raise ValueError(f'user {s.user_id!r}: text after the last sentence is not whitespace: {s.text[prev:]!r}')
+    if s.text[prev:].strip(): raise err(f'text after the last sentence is not whitespace: {s.text[prev:]!r}')
     cuts = np.array([c for ab in s.sentences for c in ab], dtype=np.int64)
     if len(s.entities) and len(cuts):
         st = np.array([e.start for e in s.entities]); en = np.array([e.end for e in s.entities])
@@ -66,15 +65,14 @@ def check_sample(s: TextSample) -> TextSample:
         inside = (k < len(cuts)) & (cuts[np.minimum(k, len(cuts) - 1)] < en)
         if inside.any():
             i = int(np.flatnonzero(inside)[0])
-            raise ValueError(f'user {s.user_id!r}: a sentence boundary falls inside entity {i} {s.entities[i]} ({s.surface(i)!r})')
+            raise err(f'a sentence boundary falls inside entity {i} {s.entities[i]} ({s.surface(i)!r})')
     return s
 
 # %% ../nbs/01_textualize.ipynb #c04e87dd
 def item_names(items: pd.DataFrame,   # items table: 'item_id', 'title' (+ 'year' if known)
                year_col: str = 'year', # column used to tell colliding titles apart (skipped if absent or empty)
               ) -> dict[str, str]:
-    ("item_id -> unique display name: the title; titles shared by several items get ' (year)', then ' [item_id]' where "
-     "still needed.")
+    "item_id -> unique display name: the title; a shared title gets ' (year)', then ' [item_id]' where still needed."
     ids = items['item_id'].astype(str).to_numpy()
     name = items['title'].astype(str).str.strip()
     if year_col in items.columns:
@@ -88,7 +86,7 @@ def item_names(items: pd.DataFrame,   # items table: 'item_id', 'title' (+ 'year
     raise ValueError(f'items: could not make names unique, e.g. {name[name.duplicated(keep=False)].head(4).tolist()}')
 
 # %% ../nbs/01_textualize.ipynb #0bbd2843
-AGE_GROUPS = ((18, 'under 18'), (25, '18-24'), (35, '25-34'), (45, '35-44'), (50, '45-49'), (56, '50-55'), (None, '56+'))
+AGE_GROUPS = (18, 'under 18'), (25, '18-24'), (35, '25-34'), (45, '35-44'), (50, '45-49'), (56, '50-55'), (None, '56+')
 
 def age_bucket(age) -> str:
     "MovieLens' age group (the ML-1M groups) of an age in years."
@@ -109,17 +107,17 @@ PERIOD_TEMPLATES = ('Long ago, the user rated {}.', 'Later, the user rated {}.',
 @dataclass
 class TextConfig:
     "Every knob of textualization (see the notebook for why each default)."
-    templates: dict | None = None      # field -> template with one '{}' slot, in text order; None: DEFAULT_TEMPLATES for the fields
-                                       # the users table has, plus "The user's <field> is {}." for its other columns
-    formatters: dict | None = None     # field -> callable(value) -> str, merged over DEFAULT_FORMATTERS; other fields: str(value)
-    sequence_templates: tuple | str = PERIOD_TEMPLATES  # one '{}' template per period (long, medium, short), or one for the whole sequence
+    templates: dict | None = None      # field -> template with one '{}' slot, in text order; None: DEFAULT_TEMPLATES
+                                       # for the users table's fields, plus "The user's <field> is {}." for the rest
+    formatters: dict | None = None     # field -> f(value) -> str, merged over DEFAULT_FORMATTERS; others: str(value)
+    sequence_templates: tuple | str = PERIOD_TEMPLATES  # a '{}' template per period (long/medium/short), or one for all
     sep: str = '; '                    # between item names inside a sentence
     n_items: int | None = 20           # items sampled per user (None: the whole training history)
     props: tuple = (0.1, 0.3, 0.6)     # share of the sampled items taken from the long / medium / short-term period
     periods: str = 'rank'              # 'rank': position quantiles of the history; 'span': fractions of its time span;
                                        # 'recency': fixed windows (seconds) before the user's last interaction
     bounds: tuple = (1/3, 2/3)         # 'rank' / 'span': where long ends and where medium ends (fractions in [0, 1])
-    windows: tuple = (86400, 30*86400) # 'recency': short = within windows[0] s of the last interaction, medium = within windows[1] s
+    windows: tuple = (86400, 30*86400) # 'recency': short = the last windows[0] s, medium = the last windows[1] s
     seed: int = 0                      # seed of the sampling
     max_chars: int | None = None       # character budget of the whole text (oldest items are dropped whole)
     max_tokens: int | None = None      # token budget, measured with `count_tokens`
@@ -130,9 +128,11 @@ def _config(cfg: TextConfig | None, kw: dict) -> TextConfig:
     bad = set(kw) - {f.name for f in fields(TextConfig)}
     if bad: raise TypeError(f'unknown textualize option(s) {sorted(bad)}; see TextConfig')
     c = replace(cfg or TextConfig(), **kw)
-    if c.max_tokens is not None and c.count_tokens is None: raise ValueError('max_tokens needs count_tokens=callable(text) -> int')
-    if len(c.props) != 3 or min(c.props) < 0 or sum(c.props) <= 0: raise ValueError(f'props must be 3 non-negative shares, got {c.props}')
-    if c.periods not in ('rank', 'span', 'recency'): raise ValueError(f"periods must be 'rank', 'span' or 'recency', got {c.periods!r}")
+    if c.max_tokens is not None and c.count_tokens is None: raise ValueError('max_tokens needs a count_tokens callable')
+    if len(c.props) != 3 or min(c.props) < 0 or sum(c.props) <= 0:
+        raise ValueError(f'props must be 3 non-negative shares, got {c.props}')
+    if c.periods not in ('rank', 'span', 'recency'):
+        raise ValueError(f"periods must be 'rank', 'span' or 'recency', got {c.periods!r}")
     return c
 
 def _split_template(t: str, what: str) -> tuple[str, str]:
@@ -143,16 +143,16 @@ def _split_template(t: str, what: str) -> tuple[str, str]:
 
 # %% ../nbs/01_textualize.ipynb #ca4adf17
 def feature_sentences(users: pd.DataFrame, cfg: TextConfig | None = None, **kw) -> dict[str, list]:
-    "user_id -> list of sentences, each `[prefix, (value, 'feature', field), suffix]`; a missing or empty value gives no sentence."
+    "user_id -> sentences, each `[prefix, (value, 'feature', field), suffix]`; a missing or empty value gives none."
     c = _config(cfg, kw)
     cols = [x for x in users.columns if x != 'user_id']
     if c.templates is None:
-        tpl = {f: DEFAULT_TEMPLATES.get(f, f"The user's {f.replace('_', ' ')} is {{}}.") for f in cols}
-        tpl = {f: tpl[f] for f in [f for f in DEFAULT_TEMPLATES if f in tpl] + [f for f in cols if f not in DEFAULT_TEMPLATES]}
+        order = [f for f in DEFAULT_TEMPLATES if f in cols] + [f for f in cols if f not in DEFAULT_TEMPLATES]
+        tpl = {f: DEFAULT_TEMPLATES.get(f, f"The user's {f.replace('_', ' ')} is {{}}.") for f in order}
     else:
         tpl = dict(c.templates)
         missing = [f for f in tpl if f not in users.columns]
-        if missing: raise ValueError(f'users table: no column {missing} for the templates (columns: {list(users.columns)})')
+        if missing: raise ValueError(f'users: no column {missing} for the templates (columns: {list(users.columns)})')
     fmt = {**DEFAULT_FORMATTERS, **(c.formatters or {})}
     out = {u: [] for u in users['user_id'].astype(str)}
     uids = list(out)
@@ -181,7 +181,7 @@ def _sorted_history(history: pd.DataFrame) -> pd.DataFrame:
 
 def sample_history(history: pd.DataFrame,  # interactions (the TRAIN part of a split): 'user_id', 'item_id', 'timestamp'
                    cfg: TextConfig | None = None, **kw) -> pd.DataFrame:
-    "The sampled rows of every user (chronological, with a 'period' column 0/1/2): `n_items` split by `props` over the periods."
+    "Every user's sampled rows (chronological, 'period' column 0/1/2): `n_items` split by `props` over the periods."
     c = _config(cfg, kw)
     h = _sorted_history(history)
     u = h['user_id'].astype(str).to_numpy()
@@ -287,12 +287,12 @@ def _textualize(tables: Tables, history: pd.DataFrame, user_ids, c: TextConfig, 
     return out
 
 def textualize_user(tables: Tables,      # the dataset (users and items tables are used)
-                    history,             # a `Split` (its train part is used) or interactions DataFrame: the TRAIN rows only
+                    history,             # a `Split` (its train part is used) or interactions DataFrame: TRAIN rows only
                     user_id: str,        # the user to textualize
                     cfg: TextConfig | None = None,  # options; keyword arguments override its fields
                     names: dict | None = None,      # `item_names(tables.items)`, if already computed
                     **kw) -> TextSample:
-    "One user's features and sampled training history as a `TextSample` (the same sample `textualize_corpus` gives that user)."
+    "One user's features and sampled training history as a `TextSample` (the same one `textualize_corpus` gives)."
     h = history.train if isinstance(history, Split) else history
     return _textualize(tables, h, [user_id], _config(cfg, kw), names)[0]
 
