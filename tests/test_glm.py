@@ -14,8 +14,8 @@ SOP = 2
 
 
 def make_batch(seed=0, vocab=128):
-    """Two blank-infilling samples, SPEC layout: Part A (with one mask at `mpos`) + Part B ([sop] + span), right-padded.
-    Sample 0: Part A 10, Part B 6 (16 real). Sample 1: Part A 7, Part B 4, padded to 16."""
+    """Two blank-infilling samples laid out as the collator does: Part A (with one mask at `mpos`) + Part B
+    ([sop] + span), right-padded. Sample 0: Part A 10, Part B 6 (16 real). Sample 1: Part A 7, Part B 4, padded to 16."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, vocab, (2, 16), generator=g)
     pos = torch.zeros(2, 2, 16, dtype=torch.long)
