@@ -74,8 +74,7 @@ def _spans(i, sample):
                              np.append(False, a[1:, 0] < a[:-1, 1]))
         if len(bad):
             raise ValueError(f'{_who(i, sample)}: {name} {bad[0]} span {tuple(a[bad[0]])} is empty, outside the '
-                                      f'text (length {n}) or overlaps the previous one; spans must be sorted and '
-                                      f'disjoint')
+                             f'text (length {n}) or overlaps the previous one; spans must be sorted and disjoint')
     blank = [k for k, (a, z) in enumerate(es.tolist()) if sample.text[a:z].isspace()]
     if blank:
         raise ValueError(f'{_who(i, sample)}: entity {blank[0]} {sample.text[slice(*es[blank[0]])]!r} is only '
